@@ -1,0 +1,16 @@
+//! Epistola's pure core: everything that decides, nothing that does I/O.
+//!
+//! Time, randomness and storage are passed in by the adapters (`worker/`), so every rule here is
+//! tested natively and behaves the same in wasm.
+
+pub mod auth;
+pub mod classify;
+pub mod event;
+pub mod hex;
+pub mod ids;
+pub mod iphash;
+pub mod retry;
+pub mod stats;
+pub mod token;
+pub mod track;
+pub mod url;

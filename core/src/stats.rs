@@ -1,0 +1,437 @@
+//! Campaign statistics assembled from hourly rollup rows.
+//!
+//! The consumer never rewrites history: the database keeps one counter per
+//! (campaign, metric, label, link, hour), incremented once per new event id. Unique counts are
+//! counters too, incremented when a (campaign, metric, label, link, contact) pair is first seen.
+//! This module only adds them up, so a stats read costs the same at 1k or 10M events.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::classify::Label;
+
+/// Rollup metric names as stored in `rollup_hourly.metric`.
+pub mod metric {
+    pub const OPEN: &str = "open";
+    pub const CLICK: &str = "click";
+    pub const UNSUBSCRIBE: &str = "unsubscribe";
+    pub const OPEN_UNIQUE: &str = "open_unique";
+    pub const CLICK_UNIQUE: &str = "click_unique";
+    pub const UNSUBSCRIBE_UNIQUE: &str = "unsubscribe_unique";
+}
+
+/// Label value of unique rows that count a contact once across all labels.
+pub const LABEL_ALL: &str = "all";
+/// Link index of rows that are not about one link (opens, unsubscribes, campaign-wide uniques).
+pub const NO_LINK: i64 = -1;
+
+/// One row of `rollup_hourly` for a campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollupRow {
+    pub metric: String,
+    pub label: String,
+    pub link: i64,
+    pub hour: u64,
+    pub n: u64,
+}
+
+/// Total and unique count for one label.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub total: u64,
+    pub unique: u64,
+}
+
+/// Counts overall and split by who did it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Breakdown {
+    pub total: u64,
+    /// Distinct contacts, whoever fetched (not the sum of the per-label uniques).
+    pub unique: u64,
+    pub human: Counts,
+    pub privacy_proxy: Counts,
+    pub scanner: Counts,
+}
+
+impl Breakdown {
+    fn label_mut(&mut self, label: Label) -> &mut Counts {
+        match label {
+            Label::Human => &mut self.human,
+            Label::PrivacyProxy => &mut self.privacy_proxy,
+            Label::Scanner => &mut self.scanner,
+        }
+    }
+
+    fn add_total(&mut self, label: &str, n: u64) {
+        if let Some(l) = Label::parse(label) {
+            self.label_mut(l).total += n;
+            self.total += n;
+        }
+    }
+
+    fn add_unique(&mut self, label: &str, n: u64) {
+        match Label::parse(label) {
+            Some(l) => self.label_mut(l).unique += n,
+            None if label == LABEL_ALL => self.unique += n,
+            None => {}
+        }
+    }
+}
+
+/// Clicks on one link of the campaign.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkStats {
+    pub index: u16,
+    /// The destination first registered for this index, if known.
+    pub url: Option<String>,
+    #[serde(flatten)]
+    pub clicks: Breakdown,
+}
+
+/// Clicks overall and per link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClickStats {
+    #[serde(flatten)]
+    pub all: Breakdown,
+    pub links: Vec<LinkStats>,
+}
+
+/// Events in one hour, by label.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ByLabel {
+    pub human: u64,
+    pub privacy_proxy: u64,
+    pub scanner: u64,
+}
+
+impl ByLabel {
+    fn add(&mut self, label: &str, n: u64) {
+        match Label::parse(label) {
+            Some(Label::Human) => self.human += n,
+            Some(Label::PrivacyProxy) => self.privacy_proxy += n,
+            Some(Label::Scanner) => self.scanner += n,
+            None => {}
+        }
+    }
+}
+
+/// One point of the hourly series.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct HourPoint {
+    /// Start of the hour, RFC 3339 UTC.
+    pub hour: String,
+    pub opens: ByLabel,
+    pub clicks: ByLabel,
+    pub unsubscribes: u64,
+}
+
+/// Everything `GET /v1/stats/campaigns/{id}` reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CampaignStats {
+    pub campaign: String,
+    pub opens: Breakdown,
+    pub clicks: ClickStats,
+    /// Distinct contacts who unsubscribed through this campaign.
+    pub unsubscribes: u64,
+    /// Hours with any activity, oldest first.
+    pub series: Vec<HourPoint>,
+}
+
+impl CampaignStats {
+    /// Adds up rollup rows. `links` maps link index to the registered destination.
+    pub fn from_rollups(
+        campaign: &str,
+        rows: &[RollupRow],
+        links: &[(u16, String)],
+    ) -> CampaignStats {
+        let mut opens = Breakdown::default();
+        let mut clicks = Breakdown::default();
+        let mut per_link: BTreeMap<u16, Breakdown> = BTreeMap::new();
+        let mut unsubscribes = 0;
+        let mut series: BTreeMap<u64, HourPoint> = BTreeMap::new();
+        for row in rows {
+            let link = u16::try_from(row.link).ok();
+            match row.metric.as_str() {
+                metric::OPEN => {
+                    opens.add_total(&row.label, row.n);
+                    series
+                        .entry(row.hour)
+                        .or_default()
+                        .opens
+                        .add(&row.label, row.n);
+                }
+                metric::CLICK => {
+                    clicks.add_total(&row.label, row.n);
+                    if let Some(i) = link {
+                        per_link.entry(i).or_default().add_total(&row.label, row.n);
+                    }
+                    series
+                        .entry(row.hour)
+                        .or_default()
+                        .clicks
+                        .add(&row.label, row.n);
+                }
+                metric::UNSUBSCRIBE => series.entry(row.hour).or_default().unsubscribes += row.n,
+                metric::OPEN_UNIQUE => opens.add_unique(&row.label, row.n),
+                metric::CLICK_UNIQUE => match link {
+                    Some(i) => per_link.entry(i).or_default().add_unique(&row.label, row.n),
+                    None => clicks.add_unique(&row.label, row.n),
+                },
+                metric::UNSUBSCRIBE_UNIQUE if row.label == LABEL_ALL => unsubscribes += row.n,
+                _ => {}
+            }
+        }
+        for (index, _) in links {
+            per_link.entry(*index).or_default();
+        }
+        let links = per_link
+            .into_iter()
+            .map(|(index, clicks)| LinkStats {
+                index,
+                url: links
+                    .iter()
+                    .find(|(i, _)| *i == index)
+                    .map(|(_, u)| u.clone()),
+                clicks,
+            })
+            .collect();
+        let series = series
+            .into_iter()
+            .map(|(hour, mut p)| {
+                p.hour = rfc3339_hour(hour);
+                p
+            })
+            .collect();
+        CampaignStats {
+            campaign: campaign.to_owned(),
+            opens,
+            clicks: ClickStats { all: clicks, links },
+            unsubscribes,
+            series,
+        }
+    }
+
+    /// The summary as CSV: one row per (scope, metric, label), links after the campaign rows.
+    pub fn summary_csv(&self) -> String {
+        let mut out = String::from("scope,link_index,url,metric,label,total,unique\n");
+        let mut rows = |scope: &str, link: Option<&LinkStats>, metric: &str, b: &Breakdown| {
+            let (index, url) = match link {
+                Some(l) => (l.index.to_string(), l.url.clone().unwrap_or_default()),
+                None => (String::new(), String::new()),
+            };
+            let mut line = |label: &str, c: Counts| {
+                let _ = writeln!(
+                    out,
+                    "{scope},{index},{},{metric},{label},{},{}",
+                    csv_field(&url),
+                    c.total,
+                    c.unique
+                );
+            };
+            line(
+                LABEL_ALL,
+                Counts {
+                    total: b.total,
+                    unique: b.unique,
+                },
+            );
+            for label in Label::ALL {
+                let c = match label {
+                    Label::Human => b.human,
+                    Label::PrivacyProxy => b.privacy_proxy,
+                    Label::Scanner => b.scanner,
+                };
+                line(label.as_str(), c);
+            }
+        };
+        rows("campaign", None, "opens", &self.opens);
+        rows("campaign", None, "clicks", &self.clicks.all);
+        for link in &self.clicks.links {
+            rows("link", Some(link), "clicks", &link.clicks);
+        }
+        let _ = writeln!(
+            out,
+            "campaign,,,unsubscribes,{LABEL_ALL},{0},{0}",
+            self.unsubscribes
+        );
+        out
+    }
+
+    /// The hourly series as CSV.
+    pub fn series_csv(&self) -> String {
+        let mut out = String::from(
+            "hour,opens_human,opens_privacy_proxy,opens_scanner,clicks_human,clicks_privacy_proxy,clicks_scanner,unsubscribes\n",
+        );
+        for p in &self.series {
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{}",
+                p.hour,
+                p.opens.human,
+                p.opens.privacy_proxy,
+                p.opens.scanner,
+                p.clicks.human,
+                p.clicks.privacy_proxy,
+                p.clicks.scanner,
+                p.unsubscribes
+            );
+        }
+        out
+    }
+}
+
+/// Quotes a CSV field when needed, and defuses spreadsheet formulas (`=`, `+`, `-`, `@` first).
+pub fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_owned()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
+/// `YYYY-MM-DDTHH:00:00Z` for an hour bucket.
+pub fn rfc3339_hour(hour: u64) -> String {
+    let days = (hour / 24) as i64;
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:00:00Z", hour % 24)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(metric: &str, label: &str, link: i64, hour: u64, n: u64) -> RollupRow {
+        RollupRow {
+            metric: metric.into(),
+            label: label.into(),
+            link,
+            hour,
+            n,
+        }
+    }
+
+    #[test]
+    fn adds_up_rollups() {
+        let rows = vec![
+            row(metric::OPEN, "human", NO_LINK, 10, 3),
+            row(metric::OPEN, "human", NO_LINK, 11, 1),
+            row(metric::OPEN, "privacy_proxy", NO_LINK, 10, 2),
+            row(metric::OPEN_UNIQUE, "human", NO_LINK, 10, 2),
+            row(metric::OPEN_UNIQUE, "privacy_proxy", NO_LINK, 10, 2),
+            row(metric::OPEN_UNIQUE, LABEL_ALL, NO_LINK, 10, 3),
+            row(metric::CLICK, "human", 0, 10, 4),
+            row(metric::CLICK, "scanner", 1, 10, 1),
+            row(metric::CLICK_UNIQUE, "human", 0, 10, 2),
+            row(metric::CLICK_UNIQUE, LABEL_ALL, 0, 10, 2),
+            row(metric::CLICK_UNIQUE, "scanner", 1, 10, 1),
+            row(metric::CLICK_UNIQUE, LABEL_ALL, 1, 10, 1),
+            row(metric::CLICK_UNIQUE, "human", NO_LINK, 10, 2),
+            row(metric::CLICK_UNIQUE, "scanner", NO_LINK, 10, 1),
+            row(metric::CLICK_UNIQUE, LABEL_ALL, NO_LINK, 10, 2),
+            row(metric::UNSUBSCRIBE, "", NO_LINK, 11, 2),
+            row(metric::UNSUBSCRIBE_UNIQUE, LABEL_ALL, NO_LINK, 11, 1),
+            row(metric::UNSUBSCRIBE_UNIQUE, "", NO_LINK, 11, 1),
+            row("future_metric", "human", NO_LINK, 10, 100),
+        ];
+        let links = vec![
+            (0, "https://a.example/".to_owned()),
+            (2, "https://c.example/".to_owned()),
+        ];
+        let s = CampaignStats::from_rollups("c1", &rows, &links);
+        assert_eq!(s.opens.total, 6);
+        assert_eq!(s.opens.unique, 3);
+        assert_eq!(
+            s.opens.human,
+            Counts {
+                total: 4,
+                unique: 2
+            }
+        );
+        assert_eq!(
+            s.opens.privacy_proxy,
+            Counts {
+                total: 2,
+                unique: 2
+            }
+        );
+        assert_eq!(s.clicks.all.total, 5);
+        assert_eq!(s.clicks.all.unique, 2);
+        assert_eq!(
+            s.clicks.all.scanner,
+            Counts {
+                total: 1,
+                unique: 1
+            }
+        );
+        assert_eq!(s.clicks.links.len(), 3);
+        assert_eq!(s.clicks.links[0].url.as_deref(), Some("https://a.example/"));
+        assert_eq!(
+            s.clicks.links[0].clicks.human,
+            Counts {
+                total: 4,
+                unique: 2
+            }
+        );
+        assert_eq!(s.clicks.links[1].url, None);
+        assert_eq!(s.clicks.links[2].clicks.total, 0);
+        assert_eq!(s.unsubscribes, 1);
+        assert_eq!(s.series.len(), 2);
+        assert_eq!(s.series[0].hour, "1970-01-01T10:00:00Z");
+        assert_eq!(s.series[0].opens.human, 3);
+        assert_eq!(s.series[1].unsubscribes, 2);
+        let csv = s.summary_csv();
+        assert!(csv.contains("campaign,,,opens,all,6,3\n"), "{csv}");
+        assert!(
+            csv.contains("link,0,https://a.example/,clicks,human,4,2\n"),
+            "{csv}"
+        );
+        assert!(csv.contains("campaign,,,unsubscribes,all,1,1\n"), "{csv}");
+        assert!(s
+            .series_csv()
+            .contains("1970-01-01T11:00:00Z,1,0,0,0,0,0,2\n"));
+    }
+
+    #[test]
+    fn dates() {
+        for (hour, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (1_700_000_000 / 3600, "2023-11-14T22:00:00Z"),
+            (951_782_400 / 3600, "2000-02-29T00:00:00Z"),
+            (4_107_542_400 / 3600, "2100-03-01T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339_hour(hour), want);
+        }
+    }
+
+    #[test]
+    fn csv_fields() {
+        assert_eq!(
+            csv_field("https://a.example/?a=1,b"),
+            "\"https://a.example/?a=1,b\""
+        );
+        assert_eq!(csv_field("=HYPERLINK(1)"), "'=HYPERLINK(1)");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

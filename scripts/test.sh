@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what is missing, then runs every check and test: formatting, lints (native and wasm),
+# the core's unit/property/vector tests, a release build of the worker (with its size budget), and
+# the end-to-end tests against that build under wrangler dev with local D1 and Queues.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+
+step "setup"
+scripts/setup.sh
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p epistola-worker --target wasm32-unknown-unknown --locked -- -D warnings
+# The core must stay free of I/O and JS: it has to build for bare wasm32 on its own.
+cargo check -p epistola-core --target wasm32-unknown-unknown --locked
+
+step "core tests"
+cargo test -p epistola-core --locked
+
+step "release build"
+scripts/build.sh
+
+step "end-to-end tests"
+node --test --test-concurrency=1 tests/e2e/

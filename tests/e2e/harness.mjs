@@ -1,0 +1,198 @@
+// End-to-end harness: runs the real, release-built worker under `wrangler dev --local` (workerd with
+// local D1 and Queues) in a throw-away state directory, with API tokens seeded into D1.
+//
+// The worker must be built first (scripts/test.sh does it): this harness never builds, so a test run
+// measures exactly the bundle that would be deployed.
+
+import { spawn, execFile } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve, dirname } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+const run = promisify(execFile);
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
+export const TOKEN_VECTORS = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/tokens.json'), 'utf8'));
+export const CLASSIFY_VECTORS = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/classify.json'), 'utf8'));
+
+const ENV = {
+  ...process.env,
+  WRANGLER_SEND_METRICS: 'false',
+  CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+  NO_COLOR: '1',
+};
+
+function freePort() {
+  return new Promise((ok, fail) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', fail);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => ok(port));
+    });
+  });
+}
+
+export function apiToken() {
+  return 'ep_' + randomBytes(24).toString('base64url');
+}
+
+const sha256 = (s) => createHash('sha256').update(s).digest('hex');
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches).
+ * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
+ */
+export async function startWorker({ vars = {} } = {}) {
+  const shim = join(ROOT, 'worker/build/worker/shim.mjs');
+  if (!existsSync(shim)) throw new Error(`${shim} is missing: run scripts/build.sh first`);
+  const dir = mkdtempSync(join(tmpdir(), 'epistola-e2e-'));
+  const config = join(dir, 'wrangler.toml');
+  const varLines = Object.entries({ PUBLIC_BASE_URL: '', ...vars })
+    .map(([k, v]) => `${k} = ${JSON.stringify(String(v))}`)
+    .join('\n');
+  writeFileSync(
+    config,
+    `name = "epistola-e2e"
+main = ${JSON.stringify(shim)}
+compatibility_date = "2026-04-01"
+[vars]
+${varLines}
+[[d1_databases]]
+binding = "DB"
+database_name = "epistola"
+database_id = "00000000-0000-0000-0000-000000000000"
+migrations_dir = ${JSON.stringify(join(ROOT, 'migrations'))}
+[[queues.producers]]
+binding = "EVENTS"
+queue = "epistola-events"
+[[queues.consumers]]
+queue = "epistola-events"
+max_batch_size = 100
+max_batch_timeout = 1
+max_retries = 5
+dead_letter_queue = "epistola-events-dlq"
+`,
+  );
+  writeFileSync(
+    join(dir, '.dev.vars'),
+    `SIGNING_KEYS="${TOKEN_VECTORS.signing_keys}"\nIP_HASH_KEY="${randomBytes(32).toString('base64url')}"\n`,
+  );
+  const persist = join(dir, 'state');
+  const common = ['--config', config, '--persist-to', persist];
+  const wr = (args) => run(WRANGLER, args, { env: ENV, cwd: dir, maxBuffer: 64 << 20 });
+  await wr(['d1', 'migrations', 'apply', 'DB', '--local', ...common]);
+
+  const tokens = { full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken() };
+  const now = Math.floor(Date.now() / 1000);
+  const rows = [
+    ['full', tokens.full, 'track:sign stats:read', 'NULL'],
+    ['stats', tokens.statsOnly, 'stats:read', 'NULL'],
+    ['sign', tokens.signOnly, 'track:sign', 'NULL'],
+    ['revoked', tokens.revoked, 'track:sign stats:read', String(now)],
+  ]
+    .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
+    .join(', ');
+  const d1 = async (sql) => {
+    const { stdout } = await wr(['d1', 'execute', 'DB', '--local', ...common, '--json', '--command', sql]);
+    return JSON.parse(stdout)[0].results;
+  };
+  await d1(`INSERT INTO api_tokens (id, token_hash, name, scopes, created_at, revoked_at) VALUES ${rows}`);
+
+  const port = await freePort();
+  const log = [];
+  const child = spawn(
+    WRANGLER,
+    ['dev', '--local', ...common, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
+      '--show-interactive-dev-session=false', '--log-level', 'warn'],
+    { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  child.stdout.on('data', (d) => log.push(String(d)));
+  child.stderr.on('data', (d) => log.push(String(d)));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join('')}`);
+    try {
+      const r = await fetch(`${url}/healthz`);
+      if (r.status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`worker did not start:\n${log.join('')}`);
+    await sleep(200);
+  }
+  const stop = async () => {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+    await sleep(300);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { url, tokens, d1, stop, log };
+}
+
+/** Calls the JSON API. */
+export async function api(w, method, path, { token = w.tokens.full, body, headers = {} } = {}) {
+  const h = { ...headers };
+  if (token) h.authorization = `Bearer ${token}`;
+  let payload = body;
+  if (body !== undefined && typeof body !== 'string') {
+    payload = JSON.stringify(body);
+    h['content-type'] ??= 'application/json';
+  }
+  const res = await fetch(w.url + path, { method, headers: h, body: payload, redirect: 'manual' });
+  const text = await res.text();
+  let json;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text, json };
+}
+
+/** Signs the tracking URLs for one message; `sentAgo` seconds in the past (default 1 h). */
+export async function signLinks(w, { campaign, contact, message = 'm1', links = [], sentAgo = 3600 }) {
+  const sent_at = Math.floor(Date.now() / 1000) - sentAgo;
+  const r = await api(w, 'POST', '/v1/track/links', { body: { campaign, contact, message, links, sent_at } });
+  if (r.status !== 200) throw new Error(`sign failed: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+/** Stats JSON for a campaign. */
+export async function stats(w, campaign) {
+  const r = await api(w, 'GET', `/v1/stats/campaigns/${campaign}`, { token: w.tokens.statsOnly });
+  if (r.status !== 200) throw new Error(`stats failed: ${r.status} ${r.text}`);
+  return r.json;
+}
+
+/**
+ * Polls stats until `done(stats)` holds (the queue is asynchronous), then keeps polling for
+ * `settleMs` to prove nothing more arrives (e.g. a replayed batch counted twice).
+ */
+export async function settledStats(w, campaign, done, { timeoutMs = 30_000, settleMs = 4_000 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let s = await stats(w, campaign);
+  while (!done(s)) {
+    if (Date.now() > deadline) throw new Error(`stats never reached the expected state: ${JSON.stringify(s)}`);
+    await sleep(250);
+    s = await stats(w, campaign);
+  }
+  await sleep(settleMs);
+  return stats(w, campaign);
+}
+
+/** The path of a URL the API returned, so tests can call the worker they started. */
+export function pathOf(u) {
+  const x = new URL(u);
+  return x.pathname + x.search;
+}

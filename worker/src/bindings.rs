@@ -1,0 +1,15 @@
+//! Binding and variable names; each matches `wrangler.toml`.
+
+/// D1 database.
+pub const DB: &str = "DB";
+/// Queue producer for tracked events (the consumer is this same worker).
+pub const EVENTS: &str = "EVENTS";
+/// Secret: `id:base64url-key[,id:base64url-key…]`, newest (signing) key first.
+pub const SIGNING_KEYS: &str = "SIGNING_KEYS";
+/// Secret: key for the daily-rotated IP hash.
+pub const IP_HASH_KEY: &str = "IP_HASH_KEY";
+/// Var: public origin used in signed URLs, e.g. `https://t.example.com`; defaults to the request's.
+pub const PUBLIC_BASE_URL: &str = "PUBLIC_BASE_URL";
+/// Var, tests only: when `"1"`, the consumer asks the queue to deliver every batch a second time
+/// after recording it, to prove that replays change nothing.
+pub const FAULT_REPLAY_BATCHES: &str = "FAULT_REPLAY_BATCHES";

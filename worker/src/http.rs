@@ -1,0 +1,203 @@
+//! Response building: JSON errors, HTML pages with security headers, the tracking GIF.
+
+use epistola_core::track::FieldErrors;
+use serde::Serialize;
+use worker::{Headers, Response};
+
+/// The classic transparent 1×1 GIF (43 bytes).
+pub const PIXEL_GIF: [u8; 43] = [
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+];
+
+/// An API error: rendered as `{"error": {"code", "message", "fields"?}}`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub fields: FieldErrors,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            fields: FieldErrors::new(),
+        }
+    }
+
+    pub fn invalid(fields: FieldErrors) -> ApiError {
+        ApiError {
+            fields,
+            ..ApiError::new(400, "invalid_request", "the request has invalid fields")
+        }
+    }
+
+    pub fn field(name: &str, problem: impl Into<String>) -> ApiError {
+        ApiError::invalid(FieldErrors::from([(name.to_owned(), problem.into())]))
+    }
+
+    /// A failure of ours: the details go to the log, never to the client.
+    pub fn internal(context: &str, e: impl std::fmt::Display) -> ApiError {
+        worker::console_error!("internal error ({context}): {e}");
+        ApiError::new(500, "internal", "internal error")
+    }
+
+    pub fn into_response(self) -> Response {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            error: Inner<'a>,
+        }
+        #[derive(Serialize)]
+        struct Inner<'a> {
+            code: &'a str,
+            message: &'a str,
+            #[serde(skip_serializing_if = "FieldErrors::is_empty")]
+            fields: &'a FieldErrors,
+        }
+        let body = Body {
+            error: Inner {
+                code: self.code,
+                message: &self.message,
+                fields: &self.fields,
+            },
+        };
+        let mut resp = json(self.status, &body);
+        if self.status == 401 {
+            let _ = resp.headers_mut().set("WWW-Authenticate", "Bearer");
+        }
+        resp
+    }
+}
+
+impl From<worker::Error> for ApiError {
+    fn from(e: worker::Error) -> ApiError {
+        ApiError::internal("runtime", e)
+    }
+}
+
+pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+fn with_body(status: u16, body: Vec<u8>, headers: &[(&str, &str)]) -> Response {
+    let h = Headers::new();
+    for (k, v) in headers {
+        // Only fixed, valid header names and values reach here.
+        let _ = h.set(k, v);
+    }
+    Response::builder()
+        .with_status(status)
+        .with_headers(h)
+        .fixed(body)
+}
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    with_body(
+        status,
+        body,
+        &[
+            ("Content-Type", "application/json; charset=utf-8"),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
+}
+
+/// A CSV download.
+pub fn csv(body: String, filename: &str) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    with_body(
+        200,
+        body.into_bytes(),
+        &[
+            ("Content-Type", "text/csv; charset=utf-8"),
+            ("Content-Disposition", &disposition),
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        ],
+    )
+}
+
+/// Headers every HTML page carries: nothing loads from elsewhere, no framing, no Referer leak.
+const PAGE_HEADERS: [(&str, &str); 5] = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    (
+        "Content-Security-Policy",
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("Referrer-Policy", "no-referrer"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Cache-Control", "no-store"),
+];
+
+/// A small self-contained HTML page. `body_html` must already be escaped.
+pub fn page(status: u16, title: &str, body_html: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
+<title>{title}</title><style>body{{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#222}}\
+button{{font:inherit;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #333;background:#222;color:#fff;cursor:pointer}}</style>\
+</head><body><h1>{title}</h1>{body_html}</body></html>",
+        title = escape_html(title)
+    );
+    with_body(status, html.into_bytes(), &PAGE_HEADERS)
+}
+
+/// The tracking pixel: always this response, whatever the token.
+pub fn pixel() -> Response {
+    with_body(
+        200,
+        PIXEL_GIF.to_vec(),
+        &[
+            ("Content-Type", "image/gif"),
+            (
+                "Cache-Control",
+                "no-store, no-cache, must-revalidate, max-age=0",
+            ),
+            ("Pragma", "no-cache"),
+            ("Expires", "0"),
+            ("Referrer-Policy", "no-referrer"),
+        ],
+    )
+}
+
+/// `302` to a signed destination.
+pub fn redirect(location: &str) -> Response {
+    with_body(
+        302,
+        Vec::new(),
+        &[
+            ("Location", location),
+            ("Cache-Control", "no-store"),
+            ("Referrer-Policy", "no-referrer"),
+        ],
+    )
+}
+
+/// `405` with the allowed methods.
+pub fn method_not_allowed(allow: &str) -> Response {
+    let mut resp = ApiError::new(405, "method_not_allowed", format!("use {allow}")).into_response();
+    let _ = resp.headers_mut().set("Allow", allow);
+    resp
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}

@@ -1,0 +1,30 @@
+//! Bearer-token authentication for `/v1` API routes.
+
+use epistola_core::auth::{bearer_token, has_scope, hash_api_token, Scope};
+use worker::{Env, Request};
+
+use crate::http::{ApiError, ApiResult};
+use crate::store;
+
+/// Checks the request's bearer token and that it grants `scope`.
+pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<()> {
+    let header = req.headers().get("Authorization").ok().flatten();
+    let token = bearer_token(header.as_deref()).ok_or_else(|| {
+        ApiError::new(
+            401,
+            "unauthorized",
+            "send `Authorization: Bearer <API token>`",
+        )
+    })?;
+    let scopes = store::token_scopes(env, &hash_api_token(token))
+        .await?
+        .ok_or_else(|| ApiError::new(401, "unauthorized", "unknown or revoked API token"))?;
+    if !has_scope(&scopes, scope) {
+        return Err(ApiError::new(
+            403,
+            "forbidden",
+            format!("this token lacks the `{}` scope", scope.as_str()),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! Request routing: one module per route family, named handler functions.
+
+use worker::{Context, Env, Method, Request, Response};
+
+use crate::http::{self, ApiError};
+
+mod api_auth;
+mod stats;
+mod track_api;
+mod tracking;
+
+/// Routes a request. Every outcome, including our own failures, is a response.
+pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Response {
+    let path = req.path();
+    let method = req.method();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (segments.as_slice(), method) {
+        (["healthz"], Method::Get | Method::Head) => {
+            http::json(200, &serde_json::json!({"status": "ok"}))
+        }
+        (["o", token], Method::Get | Method::Head) => tracking::open(&req, &env, &ctx, token, now),
+        (["c", token], Method::Get | Method::Head) => tracking::click(&req, &env, &ctx, token, now),
+        (["o" | "c", _], _) => http::method_not_allowed("GET, HEAD"),
+        (["u", token], Method::Get) => tracking::unsubscribe_page(&env, token, now),
+        (["u", token], Method::Post) => tracking::unsubscribe(req, &env, &ctx, token, now).await,
+        (["u", _], _) => http::method_not_allowed("GET, POST"),
+        (["v1", "track", "links"], Method::Post) => {
+            respond(track_api::sign_links(req, &env, now).await)
+        }
+        (["v1", "track", "links"], _) => http::method_not_allowed("POST"),
+        (["v1", "stats", "campaigns", id], Method::Get) => {
+            respond(stats::campaign(&req, &env, id).await)
+        }
+        (["v1", "stats", "campaigns", _], _) => http::method_not_allowed("GET"),
+        _ => ApiError::new(404, "not_found", "no such route").into_response(),
+    }
+}
+
+fn respond(result: http::ApiResult<Response>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}

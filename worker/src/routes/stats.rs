@@ -1,0 +1,28 @@
+//! `GET /v1/stats/campaigns/{id}`: campaign statistics from the rollups, as JSON or CSV.
+
+use epistola_core::auth::Scope;
+use epistola_core::ids::validate_id;
+use epistola_core::stats::CampaignStats;
+use epistola_core::url::query_value;
+use worker::{Env, Request, Response};
+
+use super::api_auth::require_scope;
+use crate::http::{self, ApiError, ApiResult};
+use crate::store;
+
+pub async fn campaign(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    require_scope(req, env, Scope::StatsRead).await?;
+    validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
+    let url = req.inner().url();
+    let format = query_value(&url, "format").unwrap_or("json");
+    let view = query_value(&url, "view").unwrap_or("summary");
+    let (rows, links) = store::campaign_rollups(env, id).await?;
+    let stats = CampaignStats::from_rollups(id, &rows, &links);
+    match (format, view) {
+        ("json", _) => Ok(http::json(200, &stats)),
+        ("csv", "summary") => Ok(http::csv(stats.summary_csv(), &format!("{id}-summary.csv"))),
+        ("csv", "series") => Ok(http::csv(stats.series_csv(), &format!("{id}-hourly.csv"))),
+        ("csv", _) => Err(ApiError::field("view", "must be `summary` or `series`")),
+        _ => Err(ApiError::field("format", "must be `json` or `csv`")),
+    }
+}

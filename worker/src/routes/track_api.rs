@@ -1,0 +1,140 @@
+//! `POST /v1/track/links`: signs the pixel, click and unsubscribe URLs of one message, so mail sent
+//! by any tool can use Epistola's tracking.
+
+use epistola_core::auth::Scope;
+use epistola_core::track::{sign_message, SignLinksRequest};
+use epistola_core::url::origin_of;
+use serde::Serialize;
+use worker::{Env, Request, Response};
+
+use super::api_auth::require_scope;
+use crate::http::{self, ApiError, ApiResult};
+use crate::{bindings, config, store};
+
+/// Largest accepted request body.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Serialize)]
+struct SignedLink {
+    index: u16,
+    url: String,
+    tracked_url: String,
+}
+
+#[derive(Serialize)]
+struct SignedUrls {
+    pixel_url: String,
+    links: Vec<SignedLink>,
+    unsubscribe_url: String,
+    /// Headers to add to the message so mail clients offer one-click unsubscribe (RFC 8058).
+    headers: UnsubscribeHeaders,
+}
+
+#[derive(Serialize)]
+struct UnsubscribeHeaders {
+    #[serde(rename = "List-Unsubscribe")]
+    list_unsubscribe: String,
+    #[serde(rename = "List-Unsubscribe-Post")]
+    list_unsubscribe_post: &'static str,
+}
+
+pub async fn sign_links(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
+    require_scope(&req, env, Scope::TrackSign).await?;
+    let body: SignLinksRequest = read_json(&mut req, MAX_BODY_BYTES).await?;
+    let keys = config::keyring(env)
+        .ok_or_else(|| ApiError::internal("sign", "signing keys not configured"))?;
+    let signed = sign_message(&keys, &body, now).map_err(ApiError::invalid)?;
+    let base = public_base_url(&req, env)?;
+    let links: Vec<(u16, String)> = signed
+        .clicks
+        .iter()
+        .map(|(i, url, _)| (*i, url.clone()))
+        .collect();
+    store::register_links(env, &body.campaign, &links).await?;
+    let unsubscribe_url = format!("{base}/u/{}", signed.unsubscribe);
+    let out = SignedUrls {
+        pixel_url: format!("{base}/o/{}.gif", signed.open),
+        links: signed
+            .clicks
+            .into_iter()
+            .map(|(index, url, token)| SignedLink {
+                index,
+                url,
+                tracked_url: format!("{base}/c/{token}"),
+            })
+            .collect(),
+        headers: UnsubscribeHeaders {
+            list_unsubscribe: format!("<{unsubscribe_url}>"),
+            list_unsubscribe_post: "List-Unsubscribe=One-Click",
+        },
+        unsubscribe_url,
+    };
+    Ok(http::json(200, &out))
+}
+
+/// Reads a JSON body of at most `limit` bytes: `415` unless JSON, `413` if larger, `400` naming the
+/// field serde complained about.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &mut Request,
+    limit: usize,
+) -> ApiResult<T> {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
+    }
+    let too_large = || {
+        ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the body must be at most {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        let message = e.to_string();
+        // serde names the offending field in backticks (unknown, missing, or wrong type).
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|f| !f.is_empty())
+            .unwrap_or("body");
+        ApiError::field(field, message.clone())
+    })
+}
+
+fn public_base_url(req: &Request, env: &Env) -> ApiResult<String> {
+    if let Ok(v) = env.var(bindings::PUBLIC_BASE_URL) {
+        let v = v.to_string();
+        if !v.is_empty() {
+            return Ok(v.trim_end_matches('/').to_owned());
+        }
+    }
+    let url = req.inner().url();
+    origin_of(&url)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal("sign", "request URL has no origin"))
+}

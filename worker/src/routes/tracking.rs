@@ -1,0 +1,190 @@
+//! Public tracking routes: `/o` pixel, `/c` click redirect, `/u` one-click unsubscribe.
+//!
+//! The pixel and the redirect check the token's MAC and hand the event to the queue in
+//! `wait_until`: the response never waits on the queue or the database.
+
+use std::net::IpAddr;
+
+use epistola_core::classify::{classify, Interaction, Signals};
+use epistola_core::event::{event_id, EventKind, QueueMessage, TrackEvent};
+use epistola_core::iphash::hash_ip;
+use epistola_core::token::{Claims, Purpose, TokenError};
+use worker::{Context, Env, Method, Request, Response};
+
+use crate::http::{self, escape_html};
+use crate::{bindings, config, store};
+
+/// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
+pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
+    let token = token.strip_suffix(".gif").unwrap_or(token);
+    if let Ok(claims) = verify(env, token, Purpose::Open, now) {
+        record(req, env, ctx, EventKind::Open, &claims, now);
+    }
+    http::pixel()
+}
+
+/// `GET|HEAD /c/{token}`: `302` to the signed destination, or a `400` page with no `Location`.
+pub fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
+    match verify(env, token, Purpose::Click, now) {
+        Ok(claims) => {
+            let Some(link) = &claims.link else {
+                // verify() guarantees a link on click tokens; stay total anyway.
+                return invalid_link_page();
+            };
+            let location = link.url.clone();
+            record(req, env, ctx, EventKind::Click, &claims, now);
+            http::redirect(&location)
+        }
+        Err(_) => invalid_link_page(),
+    }
+}
+
+/// `GET /u/{token}`: a page with one button. Changes nothing, so mail scanners that follow every
+/// link cannot unsubscribe anyone.
+pub fn unsubscribe_page(env: &Env, token: &str, now: u64) -> Response {
+    match verify(env, token, Purpose::Unsubscribe, now) {
+        Ok(_) => http::page(
+            200,
+            "Unsubscribe",
+            "<p>Click the button to stop receiving these emails.</p>\
+<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+<button type=\"submit\">Unsubscribe</button></form>",
+        ),
+        Err(e) => unsubscribe_error_page(&e),
+    }
+}
+
+/// `POST /u/{token}` with `List-Unsubscribe=One-Click` (RFC 8058): suppresses the contact before
+/// answering, so every later send sees it.
+pub async fn unsubscribe(
+    mut req: Request,
+    env: &Env,
+    ctx: &Context,
+    token: &str,
+    now: u64,
+) -> Response {
+    let claims = match verify(env, token, Purpose::Unsubscribe, now) {
+        Ok(c) => c,
+        Err(e) => return unsubscribe_error_page(&e),
+    };
+    if !is_one_click_body(&mut req).await {
+        return http::page(
+            400,
+            "Unsubscribe",
+            "<p>This request did not carry <code>List-Unsubscribe=One-Click</code>. Use the button on the unsubscribe page.</p>",
+        );
+    }
+    if let Err(e) =
+        store::suppress(env, &claims.contact, "unsubscribed", &claims.campaign, now).await
+    {
+        worker::console_error!("unsubscribe: suppression not stored: {e}");
+        return http::page(
+            503,
+            "Unsubscribe",
+            "<p>We could not record this right now. Please try again in a minute.</p>",
+        );
+    }
+    record(&req, env, ctx, EventKind::Unsubscribe, &claims, now);
+    http::page(
+        200,
+        "Unsubscribed",
+        "<p>You will not receive these emails any more.</p>",
+    )
+}
+
+/// Accepts `application/x-www-form-urlencoded` and `multipart/form-data`, as RFC 8058 allows.
+async fn is_one_click_body(req: &mut Request) -> bool {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !(content_type.starts_with("application/x-www-form-urlencoded")
+        || content_type.starts_with("multipart/form-data"))
+    {
+        return false;
+    }
+    match req.form_data().await {
+        Ok(form) => matches!(
+            form.get_field("List-Unsubscribe").as_deref(),
+            Some("One-Click")
+        ),
+        Err(_) => false,
+    }
+}
+
+fn verify(env: &Env, token: &str, purpose: Purpose, now: u64) -> Result<Claims, TokenError> {
+    // A missing key ring is logged by config::keyring; to the client it looks like a bad token.
+    let keys = config::keyring(env).ok_or(TokenError::BadSignature)?;
+    keys.verify(token, purpose, now)
+}
+
+fn invalid_link_page() -> Response {
+    http::page(400, "This link is not valid", "<p>The link may have been altered or cut off. Try the link from the original email again.</p>")
+}
+
+fn unsubscribe_error_page(e: &TokenError) -> Response {
+    let why = match e {
+        TokenError::Expired => "This unsubscribe link has expired. Use the link in a more recent email, or reply to ask us to stop.",
+        _ => "This unsubscribe link is not valid. It may have been altered or cut off.",
+    };
+    http::page(400, "Unsubscribe", &format!("<p>{}</p>", escape_html(why)))
+}
+
+/// Classifies the request and enqueues the event after the response is sent.
+fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Claims, now: u64) {
+    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let ip_text = header("CF-Connecting-IP");
+    let (label, reason) = match kind {
+        EventKind::Unsubscribe => (None, None),
+        EventKind::Open | EventKind::Click => {
+            let user_agent = header("User-Agent");
+            let signals = Signals {
+                is_head: req.method() == Method::Head,
+                user_agent: user_agent.as_deref(),
+                ip: ip_text.as_deref().and_then(|s| s.parse::<IpAddr>().ok()),
+                asn: req.cf().and_then(|cf| cf.asn()),
+                has_fetch_metadata: ["Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-Site"]
+                    .iter()
+                    .any(|h| header(h).is_some()),
+                seconds_since_send: now as i64 - i64::from(claims.issued_at),
+            };
+            let interaction = if kind == EventKind::Open {
+                Interaction::Open
+            } else {
+                Interaction::Click
+            };
+            let c = classify(interaction, &signals);
+            (Some(c.label), Some(c.reason))
+        }
+    };
+    let ip_hash = match (config::text(env, bindings::IP_HASH_KEY), ip_text) {
+        (Some(key), Some(ip)) => Some(hash_ip(key.as_bytes(), &ip, now)),
+        _ => None,
+    };
+    let mut random = [0u8; 16];
+    if let Err(e) = getrandom::getrandom(&mut random) {
+        worker::console_error!("no randomness for an event id: {e}");
+        return;
+    }
+    let message = QueueMessage::TrackV1(TrackEvent {
+        id: event_id(random),
+        kind,
+        at: now,
+        campaign: claims.campaign.clone(),
+        contact: claims.contact.clone(),
+        message: claims.message.clone(),
+        link: claims.link.as_ref().map(|l| l.index),
+        label,
+        reason,
+        ip_hash,
+    });
+    let env = env.clone();
+    ctx.wait_until(async move {
+        if let Err(e) = store::enqueue(&env, &message).await {
+            worker::console_error!("event not enqueued: {e}");
+        }
+    });
+}

@@ -1,0 +1,171 @@
+//! All D1 and queue I/O. SQL lives here and nowhere else.
+
+use epistola_core::event::{hour_bucket, QueueMessage, TrackEvent};
+use epistola_core::stats::{RollupRow, NO_LINK};
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+use worker::{D1PreparedStatement, Env, Result};
+
+use crate::bindings;
+
+/// D1 binds at most 100 parameters per statement.
+const MAX_BOUND_PARAMS: usize = 100;
+
+fn text(s: &str) -> JsValue {
+    JsValue::from_str(s)
+}
+
+fn int(n: i64) -> JsValue {
+    // D1 numbers are JS numbers; every value here is far below 2^53.
+    JsValue::from_f64(n as f64)
+}
+
+/// Sends one message to the events queue.
+pub async fn enqueue(env: &Env, message: &QueueMessage) -> Result<()> {
+    env.queue(bindings::EVENTS)?.send(message).await
+}
+
+/// Scopes of the live API token with this hash, if any.
+pub async fn token_scopes(env: &Env, token_hash: &str) -> Result<Option<String>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT scopes FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+        .bind(&[text(token_hash)])?
+        .first::<String>(Some("scopes"))
+        .await
+}
+
+/// Adds a contact to the suppression list (the first reason recorded is kept).
+pub async fn suppress(
+    env: &Env,
+    contact: &str,
+    reason: &str,
+    campaign: &str,
+    now: u64,
+) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO suppressions (contact_id, reason, campaign_id, created_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (contact_id) DO NOTHING",
+        )
+        .bind(&[text(contact), text(reason), text(campaign), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Remembers the destination of each link index (first one wins), in one round trip.
+pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let db = env.d1(bindings::DB)?;
+    let rows_per_statement = MAX_BOUND_PARAMS / 3;
+    let mut statements = Vec::new();
+    for chunk in links.chunks(rows_per_statement) {
+        let placeholders = vec!["(?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO campaign_links (campaign_id, link_index, url) VALUES {placeholders} ON CONFLICT DO NOTHING"
+        );
+        let mut params = Vec::with_capacity(chunk.len() * 3);
+        for (index, url) in chunk {
+            params.extend([text(campaign), int(i64::from(*index)), text(url)]);
+        }
+        statements.push(db.prepare(sql).bind(&params)?);
+    }
+    db.batch(statements).await?;
+    Ok(())
+}
+
+const EVENT_COLUMNS: usize = 12;
+
+/// Stores new events in one transaction. Counting is done by triggers on insert (see
+/// `migrations/0001_spine.sql`), and an id already stored is skipped, so replays change nothing.
+pub async fn record_events(env: &Env, events: &[TrackEvent], now: u64) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let db = env.d1(bindings::DB)?;
+    let mut statements: Vec<D1PreparedStatement> = Vec::new();
+    for chunk in events.chunks(MAX_BOUND_PARAMS / EVENT_COLUMNS) {
+        let row = format!("({})", ["?"; EVENT_COLUMNS].join(", "));
+        let sql = format!(
+            "INSERT INTO events (id, kind, campaign_id, contact_id, message_id, link_index, label, reason, \
+             occurred_at, hour, ip_hash, received_at) VALUES {} ON CONFLICT (id) DO NOTHING",
+            vec![row; chunk.len()].join(", ")
+        );
+        let mut params = Vec::with_capacity(chunk.len() * EVENT_COLUMNS);
+        for e in chunk {
+            params.extend([
+                text(&e.id),
+                text(e.kind.as_str()),
+                text(&e.campaign),
+                text(&e.contact),
+                text(&e.message),
+                int(e.link.map_or(NO_LINK, i64::from)),
+                text(e.label.map_or("", |l| l.as_str())),
+                text(e.reason.map_or("", |r| r.as_str())),
+                int(e.at as i64),
+                int(hour_bucket(e.at) as i64),
+                e.ip_hash.as_deref().map_or(JsValue::NULL, text),
+                int(now as i64),
+            ]);
+        }
+        statements.push(db.prepare(sql).bind(&params)?);
+    }
+    // A D1 batch is one transaction: all of these events are stored and counted, or none.
+    db.batch(statements).await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct RollupRecord {
+    metric: String,
+    label: String,
+    link_index: i64,
+    hour: i64,
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct LinkRecord {
+    link_index: i64,
+    url: String,
+}
+
+/// All rollup rows and registered links of a campaign, read in one round trip.
+pub async fn campaign_rollups(
+    env: &Env,
+    campaign: &str,
+) -> Result<(Vec<RollupRow>, Vec<(u16, String)>)> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare("SELECT metric, label, link_index, hour, n FROM rollup_hourly WHERE campaign_id = ?1")
+                .bind(&[text(campaign)])?,
+            db.prepare("SELECT link_index, url FROM campaign_links WHERE campaign_id = ?1 ORDER BY link_index")
+                .bind(&[text(campaign)])?,
+        ])
+        .await?;
+    let [rollups, links] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    let rows = rollups
+        .results::<RollupRecord>()?
+        .into_iter()
+        .map(|r| RollupRow {
+            metric: r.metric,
+            label: r.label,
+            link: r.link_index,
+            hour: r.hour.max(0) as u64,
+            n: r.n.max(0) as u64,
+        })
+        .collect();
+    let links = links
+        .results::<LinkRecord>()?
+        .into_iter()
+        .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
+        .collect();
+    Ok((rows, links))
+}
