@@ -52,7 +52,8 @@ pub enum Purpose {
 }
 
 impl Purpose {
-    const ALL: [Purpose; 6] = [
+    /// Every purpose, in wire-code order.
+    pub const ALL: [Purpose; 6] = [
         Purpose::Open,
         Purpose::Click,
         Purpose::Unsubscribe,

@@ -1,4 +1,5 @@
-//! Secrets and vars, parsed once per isolate and re-parsed only if their text changes.
+//! Secrets and vars. Bindings are fixed for the life of an isolate (changing a secret deploys new
+//! isolates), so the parsed values are cached per isolate and the hot path reads no binding.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -9,7 +10,8 @@ use worker::Env;
 use crate::bindings;
 
 thread_local! {
-    static KEYRING: RefCell<Option<(String, Rc<Keyring>)>> = const { RefCell::new(None) };
+    static KEYRING: RefCell<Option<Rc<Keyring>>> = const { RefCell::new(None) };
+    static IP_KEY: RefCell<Option<Option<Rc<str>>>> = const { RefCell::new(None) };
 }
 
 /// A string binding, whether configured as a secret or a plain var.
@@ -20,31 +22,36 @@ pub fn text(env: &Env, name: &str) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-/// The token key ring, or `None` (logged) when `SIGNING_KEYS` is missing or invalid.
+/// The token key ring, or `None` (logged, and retried on the next request) when `SIGNING_KEYS` is
+/// missing or invalid.
 pub fn keyring(env: &Env) -> Option<Rc<Keyring>> {
+    if let Some(ring) = KEYRING.with(|c| c.borrow().clone()) {
+        return Some(ring);
+    }
     let Some(config) = text(env, bindings::SIGNING_KEYS) else {
         worker::console_error!("{} is not configured", bindings::SIGNING_KEYS);
         return None;
     };
-    KEYRING.with(|cell| {
-        let mut cached = cell.borrow_mut();
-        if let Some((text, ring)) = cached.as_ref() {
-            if *text == config {
-                return Some(ring.clone());
-            }
+    match Keyring::parse(&config) {
+        Ok(ring) => {
+            let ring = Rc::new(ring);
+            KEYRING.with(|c| *c.borrow_mut() = Some(ring.clone()));
+            Some(ring)
         }
-        match Keyring::parse(&config) {
-            Ok(ring) => {
-                let ring = Rc::new(ring);
-                *cached = Some((config, ring.clone()));
-                Some(ring)
-            }
-            Err(e) => {
-                // The error names the entry, never the key material.
-                worker::console_error!("{} is invalid: {e}", bindings::SIGNING_KEYS);
-                None
-            }
+        Err(e) => {
+            // The error names the entry, never the key material.
+            worker::console_error!("{} is invalid: {e}", bindings::SIGNING_KEYS);
+            None
         }
+    }
+}
+
+/// The IP hashing key; `None` when not configured (then no IP hash is stored at all).
+pub fn ip_hash_key(env: &Env) -> Option<Rc<str>> {
+    IP_KEY.with(|c| {
+        c.borrow_mut()
+            .get_or_insert_with(|| text(env, bindings::IP_HASH_KEY).map(Rc::from))
+            .clone()
     })
 }
 

@@ -23,8 +23,12 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
     let mut events: Vec<TrackEvent> = Vec::with_capacity(messages.len());
     let mut decoded: Vec<&RawMessage> = Vec::with_capacity(messages.len());
     for message in &messages {
-        match serde_wasm_bindgen::from_value::<QueueMessage>(message.body()) {
-            Ok(QueueMessage::TrackV1(event)) if is_event_id(&event.id) => {
+        let decoded_message = message
+            .body()
+            .as_string()
+            .and_then(|text| serde_json::from_str::<QueueMessage>(&text).ok());
+        match decoded_message {
+            Some(QueueMessage::TrackV1(event)) if is_event_id(&event.id) => {
                 events.push(event);
                 decoded.push(message);
             }

@@ -4,7 +4,7 @@ use epistola_core::event::{hour_bucket, QueueMessage, TrackEvent};
 use epistola_core::stats::{RollupRow, NO_LINK};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
-use worker::{D1PreparedStatement, Env, Result};
+use worker::{D1PreparedStatement, Env, QueueContentType, RawMessageBuilder, Result};
 
 use crate::bindings;
 
@@ -20,9 +20,13 @@ fn int(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
-/// Sends one message to the events queue.
+/// Sends one message to the events queue as JSON text: one string crosses into JS instead of an
+/// object built field by field, which is most of the hot path's enqueue cost.
 pub async fn enqueue(env: &Env, message: &QueueMessage) -> Result<()> {
-    env.queue(bindings::EVENTS)?.send(message).await
+    let json = serde_json::to_string(message)?;
+    let message = RawMessageBuilder::new(JsValue::from_str(&json))
+        .build_with_content_type(QueueContentType::Text);
+    env.queue(bindings::EVENTS)?.send_raw(message).await
 }
 
 /// Scopes of the live API token with this hash, if any.

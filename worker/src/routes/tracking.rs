@@ -12,7 +12,7 @@ use epistola_core::token::{Claims, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
-use crate::{bindings, config, store};
+use crate::{config, store};
 
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
@@ -160,7 +160,7 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
             (Some(c.label), Some(c.reason))
         }
     };
-    let ip_hash = match (config::text(env, bindings::IP_HASH_KEY), ip_text) {
+    let ip_hash = match (config::ip_hash_key(env), ip_text) {
         (Some(key), Some(ip)) => Some(hash_ip(key.as_bytes(), &ip, now)),
         _ => None,
     };

@@ -1,0 +1,15 @@
+// Stands in for the queue broker under bare workerd: reads every send, counts it and drops it, so
+// the pixel benchmark measures the worker's own cost (verify + classify + enqueue), not a broker's.
+// The queue binding needs the broker's answer shape (as miniflare's broker sends it).
+let received = 0;
+const answer = () =>
+  Response.json({ metadata: { metrics: { backlogCount: 0, backlogBytes: 0, oldestMessageTimestamp: 0 } } });
+export default {
+  async fetch(request) {
+    const url = new URL(request.url);
+    if (url.pathname === '/count') return Response.json({ received });
+    await request.arrayBuffer();
+    received++;
+    return answer();
+  },
+};

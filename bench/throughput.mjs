@@ -1,0 +1,153 @@
+// Pixel and click throughput of the release worker under bare `workerd serve` (no wrangler proxy),
+// compared in the same run with a JS worker that only returns the GIF: the runtime's floor.
+//
+// Run: scripts/bench.sh (or `node bench/throughput.mjs [seconds]` after scripts/build.sh).
+// Load comes from wrk on loopback; each case runs `rounds` times, interleaved, best round kept.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve, dirname, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const OUT = join(ROOT, 'bench/out');
+const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
+const SECONDS = Number(process.argv[2] ?? 10);
+const ROUNDS = 3;
+const CONNECTIONS = 32;
+const vectors = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/tokens.json'), 'utf8'));
+const token = (purpose) => vectors.valid.find((v) => v.claims.purpose === purpose).token;
+
+mkdirSync(OUT, { recursive: true });
+const build = join(ROOT, 'worker/build');
+const config = `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "epistola", worker = .epistola),
+    (name = "floor", worker = .floor),
+    (name = "js-equivalent", worker = .jsEquivalent),
+    (name = "queue-sink", worker = .sink),
+  ],
+  sockets = [
+    (name = "epistola", address = "127.0.0.1:9181", http = (), service = "epistola"),
+    (name = "floor", address = "127.0.0.1:9182", http = (), service = "floor"),
+    (name = "sink", address = "127.0.0.1:9183", http = (), service = "queue-sink"),
+    (name = "js-equivalent", address = "127.0.0.1:9184", http = (), service = "js-equivalent"),
+  ],
+);
+const epistola :Workerd.Worker = (
+  modules = [
+    (name = "index.js", esModule = embed "${relative(OUT, join(build, 'index.js'))}"),
+    (name = "index_bg.wasm", wasm = embed "${relative(OUT, join(build, 'index_bg.wasm'))}"),
+  ],
+  compatibilityDate = "2026-04-01",
+  bindings = [
+    (name = "SIGNING_KEYS", text = "${vectors.signing_keys}"),
+    (name = "IP_HASH_KEY", text = "bench-only-ip-hash-key"),
+    (name = "PUBLIC_BASE_URL", text = ""),
+    (name = "EVENTS", queue = "queue-sink"),
+  ],
+);
+const floor :Workerd.Worker = (
+  modules = [(name = "floor.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/floor-worker.js'))}")],
+  compatibilityDate = "2026-04-01",
+);
+const jsEquivalent :Workerd.Worker = (
+  modules = [(name = "js.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/js-equivalent-worker.js'))}")],
+  compatibilityDate = "2026-04-01",
+  bindings = [
+    (name = "SIGNING_KEYS", text = "${vectors.signing_keys}"),
+    (name = "EVENTS", queue = "queue-sink"),
+  ],
+);
+const sink :Workerd.Worker = (
+  modules = [(name = "sink.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/queue-sink.js'))}")],
+  compatibilityDate = "2026-04-01",
+);
+`;
+const configPath = join(OUT, 'workerd.capnp');
+writeFileSync(configPath, config);
+
+const workerd = spawn(WORKERD, ['serve', configPath, '--experimental'], { stdio: ['ignore', 'inherit', 'pipe'] });
+// Every failed enqueue is logged by the worker; count them instead of flooding the terminal.
+let enqueueFailures = 0;
+let lastFailure = '';
+workerd.stderr.on('data', (d) => {
+  for (const line of String(d).split('\n')) {
+    if (line.includes('not enqueued')) {
+      enqueueFailures++;
+      lastFailure = line;
+    } else if (line.trim()) process.stderr.write(line + '\n');
+  }
+});
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const stop = () => workerd.kill('SIGTERM');
+process.on('exit', stop);
+
+async function waitUp(url) {
+  for (let i = 0; i < 100; i++) {
+    try {
+      await fetch(url, { redirect: 'manual' });
+      return;
+    } catch {
+      await sleep(100);
+    }
+  }
+  throw new Error(`workerd did not answer ${url}`);
+}
+
+const ua = 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
+function wrk(url) {
+  const out = execFileSync('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${SECONDS}s`, '--latency', '-H', `User-Agent: ${ua}`,
+    '-H', 'Sec-Fetch-Mode: navigate', '-H', 'CF-Connecting-IP: 198.51.100.7', url], { encoding: 'utf8' });
+  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)[1]);
+  const total = Number(/(\d+) requests in/.exec(out)[1]);
+  const p99 = /99%\s+([\d.]+\w+)/.exec(out)?.[1] ?? '?';
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const errors = /Socket errors:.*/.exec(out)?.[0];
+  return { rps, p99, non2xx, errors, total };
+}
+
+const cases = {
+  'floor: JS GIF only': 'http://127.0.0.1:9182/o/x.gif',
+  'epistola pixel (verify + classify + enqueue)': `http://127.0.0.1:9181/o/${token('open')}.gif`,
+  'JS-equivalent pixel (verify + enqueue)': `http://127.0.0.1:9184/o/${token('open')}.gif`,
+  'epistola click (verify + classify + enqueue, 302)': `http://127.0.0.1:9181/c/${token('click')}`,
+  'epistola pixel, forged token (verify only)': `http://127.0.0.1:9181/o/${vectors.invalid[0].token}.gif`,
+};
+
+await waitUp('http://127.0.0.1:9182/');
+await waitUp('http://127.0.0.1:9181/healthz');
+// Sanity: the worker under test really answers what the contract says.
+const px = await fetch(cases['epistola pixel (verify + classify + enqueue)']);
+if (px.status !== 200 || (await px.arrayBuffer()).byteLength !== 43) throw new Error('pixel is not the GIF');
+const cl = await fetch(cases['epistola click (verify + classify + enqueue, 302)'], { redirect: 'manual' });
+if (cl.status !== 302) throw new Error(`click answered ${cl.status}`);
+
+// Warm-up: let V8 tier up every path before anything is measured.
+for (const url of Object.values(cases)) {
+  for (let i = 0; i < 500; i++) await (await fetch(url, { redirect: 'manual' })).arrayBuffer();
+}
+const best = {};
+let recorded = 0; // requests that must each have produced one enqueue
+const sinkCount = async () => (await (await fetch('http://127.0.0.1:9183/count')).json()).received;
+const sinkBefore = await sinkCount();
+for (let round = 0; round < ROUNDS; round++) {
+  for (const [name, url] of Object.entries(cases)) {
+    const r = wrk(url);
+    if (/^(epistola pixel \(|epistola click|JS-equivalent)/.test(name)) recorded += r.total;
+    if (!best[name] || r.rps > best[name].rps) best[name] = r;
+  }
+}
+await sleep(2000); // let the last waitUntil sends finish
+const enqueued = (await sinkCount()) - sinkBefore;
+stop();
+const floor = best['floor: JS GIF only'].rps;
+console.log(`\nbare workerd, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, best of ${ROUNDS} interleaved rounds`);
+console.log(`${'case'.padEnd(52)} ${'req/s'.padStart(9)} ${'p99'.padStart(9)} ${'× floor'.padStart(8)}`);
+for (const [name, r] of Object.entries(best)) {
+  const bad = r.non2xx && !name.includes('click') ? `  (${r.non2xx} non-2xx/3xx!)` : '';
+  console.log(`${name.padEnd(52)} ${r.rps.toFixed(0).padStart(9)} ${r.p99.padStart(9)} ${(r.rps / floor).toFixed(2).padStart(8)}${bad}`);
+}
+console.log(`\nqueue sink received ${enqueued} sends for ${recorded} genuine pixel/click requests (plus warm-up); ${enqueueFailures} enqueue failures logged`);
+if (enqueueFailures) console.log(`last failure: ${lastFailure}`);

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every benchmark and prints ratios against baselines measured in the same run:
+#   1. token sign/verify, native, vs a bare HMAC-SHA256 (cargo bench)
+#   2. token sign/verify in wasm (V8), vs a bare HMAC in the same module
+#   3. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
+#   4. the release worker's wasm size (gzip)
+# Usage: scripts/bench.sh [seconds per throughput run, default 10]
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+cd "$ROOT"
+scripts/setup.sh bench
+echo "== worker size"; scripts/build.sh
+echo; echo "== tokens, native"; cargo bench -p epistola-core --bench tokens --locked 2>/dev/null
+echo; echo "== tokens, wasm"
+cargo build -p epistola-bench-wasm --release --target wasm32-unknown-unknown --locked 2>/dev/null
+node bench/wasm-tokens.mjs
+echo; echo "== throughput"; node bench/throughput.mjs "${1:-10}"
