@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Creates an API token and stores only its SHA-256 hash in D1. Prints the token once.
 # Usage: scripts/create-token.sh NAME "SCOPE [SCOPE…]" [--remote]
-# Scopes: track:sign stats:read
+# Scopes: track:sign stats:read sites:write contacts:read contacts:write campaigns:write
+#         campaigns:approve events:write
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"

@@ -13,15 +13,42 @@ pub enum Scope {
     TrackSign,
     /// Read campaign statistics.
     StatsRead,
+    /// Manage sites: allowed origins, widget config, consent texts.
+    SitesWrite,
+    /// Read contacts with their consent ledger and history.
+    ContactsRead,
+    /// Create, import, update and erase contacts; import suppression lists.
+    ContactsWrite,
+    /// Manage templates, campaigns and trigger chains (draft, test-send, schedule, cancel).
+    CampaignsWrite,
+    /// Approve a tested campaign for its real audience.
+    CampaignsApprove,
+    /// Post server-side events (`purchase`, `cart.abandoned`, …).
+    EventsWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 2] = [Scope::TrackSign, Scope::StatsRead];
+    pub const ALL: [Scope; 8] = [
+        Scope::TrackSign,
+        Scope::StatsRead,
+        Scope::SitesWrite,
+        Scope::ContactsRead,
+        Scope::ContactsWrite,
+        Scope::CampaignsWrite,
+        Scope::CampaignsApprove,
+        Scope::EventsWrite,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::TrackSign => "track:sign",
             Scope::StatsRead => "stats:read",
+            Scope::SitesWrite => "sites:write",
+            Scope::ContactsRead => "contacts:read",
+            Scope::ContactsWrite => "contacts:write",
+            Scope::CampaignsWrite => "campaigns:write",
+            Scope::CampaignsApprove => "campaigns:approve",
+            Scope::EventsWrite => "events:write",
         }
     }
 
@@ -60,6 +87,13 @@ pub fn bearer_token(header: Option<&str>) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scope_names_round_trip() {
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+        }
+    }
 
     #[test]
     fn scopes() {
