@@ -4,12 +4,14 @@
 //! tested natively and behaves the same in wasm.
 
 pub mod auth;
+pub mod capture;
 pub mod classify;
 pub mod event;
 pub mod hex;
 pub mod ids;
 pub mod iphash;
 pub mod retry;
+pub mod site;
 pub mod stats;
 pub mod token;
 pub mod track;

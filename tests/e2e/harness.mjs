@@ -17,6 +17,7 @@ const run = promisify(execFile);
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WRANGLER = join(ROOT, 'node_modules/.bin/wrangler');
 export const TOKEN_VECTORS = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/tokens.json'), 'utf8'));
+export const DEMO_SITE = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/site.json'), 'utf8'));
 export const CLASSIFY_VECTORS = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/classify.json'), 'utf8'));
 
 const ENV = {
@@ -69,6 +70,9 @@ binding = "DB"
 database_name = "epistola"
 database_id = "00000000-0000-0000-0000-000000000000"
 migrations_dir = ${JSON.stringify(join(ROOT, 'migrations'))}
+[[kv_namespaces]]
+binding = "CONFIG"
+id = "00000000000000000000000000000000"
 [[queues.producers]]
 binding = "EVENTS"
 queue = "epistola-events"
@@ -89,13 +93,16 @@ dead_letter_queue = "epistola-events-dlq"
   const wr = (args) => run(WRANGLER, args, { env: ENV, cwd: dir, maxBuffer: 64 << 20 });
   await wr(['d1', 'migrations', 'apply', 'DB', '--local', ...common]);
 
-  const tokens = { full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken() };
+  const tokens = {
+    full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken(), sites: apiToken(),
+  };
   const now = Math.floor(Date.now() / 1000);
   const rows = [
     ['full', tokens.full, 'track:sign stats:read', 'NULL'],
     ['stats', tokens.statsOnly, 'stats:read', 'NULL'],
     ['sign', tokens.signOnly, 'track:sign', 'NULL'],
     ['revoked', tokens.revoked, 'track:sign stats:read', String(now)],
+    ['sites', tokens.sites, 'sites:write', 'NULL'],
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
     .join(', ');

@@ -13,3 +13,5 @@ pub const PUBLIC_BASE_URL: &str = "PUBLIC_BASE_URL";
 /// Var, tests only: when `"1"`, the consumer asks the queue to deliver every batch a second time
 /// after recording it, to prove that replays change nothing.
 pub const FAULT_REPLAY_BATCHES: &str = "FAULT_REPLAY_BATCHES";
+/// KV namespace for configuration read at the edge (sites: `site:{id}`).
+pub const CONFIG: &str = "CONFIG";

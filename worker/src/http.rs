@@ -18,6 +18,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub fields: FieldErrors,
+    /// An allowed browser origin that may read this error (CORS).
+    pub cors_origin: Option<String>,
 }
 
 impl ApiError {
@@ -27,6 +29,7 @@ impl ApiError {
             code,
             message: message.into(),
             fields: FieldErrors::new(),
+            cors_origin: None,
         }
     }
 
@@ -39,6 +42,12 @@ impl ApiError {
 
     pub fn field(name: &str, problem: impl Into<String>) -> ApiError {
         ApiError::invalid(FieldErrors::from([(name.to_owned(), problem.into())]))
+    }
+
+    /// Lets the widget on `origin` read this error.
+    pub fn with_cors(mut self, origin: &str) -> ApiError {
+        self.cors_origin = Some(origin.to_owned());
+        self
     }
 
     /// A failure of ours: the details go to the log, never to the client.
@@ -70,7 +79,7 @@ impl ApiError {
         if self.status == 401 {
             let _ = resp.headers_mut().set("WWW-Authenticate", "Bearer");
         }
-        resp
+        with_cors(resp, self.cors_origin.as_deref())
     }
 }
 
@@ -81,6 +90,82 @@ impl From<worker::Error> for ApiError {
 }
 
 pub type ApiResult<T> = std::result::Result<T, ApiError>;
+
+/// A request header's value, if present.
+pub fn header(req: &worker::Request, name: &str) -> Option<String> {
+    req.headers().get(name).ok().flatten()
+}
+
+/// The request's `Content-Type`, lower-cased ("" when absent).
+pub fn content_type(req: &worker::Request) -> String {
+    header(req, "Content-Type")
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Reads at most `limit` bytes of body: `413` above it, whether declared or actual.
+pub async fn read_limited(req: &mut worker::Request, limit: usize) -> ApiResult<Vec<u8>> {
+    let too_large = || {
+        ApiError::new(
+            413,
+            "payload_too_large",
+            format!("the body must be at most {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get("Content-Length")
+        .ok()
+        .flatten()
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = req.bytes().await?;
+    if bytes.len() > limit {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+/// Parses a JSON body; a `400` names the field serde complained about (unknown, missing, wrong type).
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        // serde names the offending field in backticks.
+        let field = message
+            .split('`')
+            .nth(1)
+            .filter(|f| !f.is_empty())
+            .unwrap_or("body");
+        ApiError::field(field, message.clone())
+    })
+}
+
+/// Reads a JSON body of at most `limit` bytes: `415` unless `application/json`, then as above.
+pub async fn read_json<T: serde::de::DeserializeOwned>(
+    req: &mut worker::Request,
+    limit: usize,
+) -> ApiResult<T> {
+    let content_type = req
+        .headers()
+        .get("Content-Type")
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if !content_type
+        .to_ascii_lowercase()
+        .starts_with("application/json")
+    {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ));
+    }
+    let bytes = read_limited(req, limit).await?;
+    parse_json(&bytes)
+}
 
 fn with_body(status: u16, body: Vec<u8>, headers: &[(&str, &str)]) -> Response {
     let h = Headers::new();
@@ -177,6 +262,30 @@ pub fn redirect(location: &str) -> Response {
             ("Referrer-Policy", "no-referrer"),
         ],
     )
+}
+
+/// Adds CORS headers for an allowed `origin` (already checked by the caller).
+pub fn with_cors(mut resp: Response, origin: Option<&str>) -> Response {
+    if let Some(origin) = origin {
+        let h = resp.headers_mut();
+        let _ = h.set("Access-Control-Allow-Origin", origin);
+        let _ = h.set("Vary", "Origin");
+    }
+    resp
+}
+
+/// `204` answer to a CORS preflight from an allowed origin.
+pub fn preflight(origin: Option<&str>) -> Response {
+    let resp = with_body(
+        204,
+        Vec::new(),
+        &[
+            ("Access-Control-Allow-Methods", "GET, POST"),
+            ("Access-Control-Allow-Headers", "Content-Type"),
+            ("Access-Control-Max-Age", "86400"),
+        ],
+    );
+    with_cors(resp, origin)
 }
 
 /// `405` with the allowed methods.

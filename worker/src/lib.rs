@@ -9,6 +9,7 @@ mod bindings;
 mod config;
 mod consumer;
 mod http;
+mod random;
 mod routes;
 mod store;
 

@@ -1,6 +1,8 @@
 //! All D1 and queue I/O. SQL lives here and nowhere else.
 
+use epistola_core::capture::ValidCapture;
 use epistola_core::event::{hour_bucket, QueueMessage, TrackEvent};
+use epistola_core::site::SiteConfig;
 use epistola_core::stats::{RollupRow, NO_LINK};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
@@ -172,4 +174,127 @@ pub async fn campaign_rollups(
         .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
         .collect();
     Ok((rows, links))
+}
+
+fn kv_key(site: &str) -> String {
+    format!("site:{site}")
+}
+
+/// Stores a site's configuration in KV, where the edge reads it.
+pub async fn put_site(env: &Env, site: &str, config: &SiteConfig) -> Result<()> {
+    let json = serde_json::to_string(config)?;
+    env.kv(bindings::CONFIG)?
+        .put(&kv_key(site), json)?
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// A site's configuration, if it exists.
+pub async fn get_site(env: &Env, site: &str) -> Result<Option<SiteConfig>> {
+    let Some(json) = env.kv(bindings::CONFIG)?.get(&kv_key(site)).text().await? else {
+        return Ok(None);
+    };
+    Ok(Some(serde_json::from_str(&json)?))
+}
+
+/// Counts one hit on each `(key, (limit, window seconds))` and tells whether all are within their
+/// limit; `Err(seconds)` says when the tightest exceeded window ends.
+pub async fn count_and_check(
+    env: &Env,
+    limits: &[(&str, (u32, u64))],
+    now: u64,
+) -> Result<std::result::Result<(), u64>> {
+    let db = env.d1(bindings::DB)?;
+    let mut statements = Vec::with_capacity(limits.len());
+    for (key, (_, window)) in limits {
+        statements.push(
+            db.prepare(
+                "INSERT INTO rate_limits (key, window, n) VALUES (?1, ?2, 1) \
+                 ON CONFLICT (key, window) DO UPDATE SET n = n + 1 RETURNING n",
+            )
+            .bind(&[text(key), int((now / window) as i64)])?,
+        );
+    }
+    let results = db.batch(statements).await?;
+    let mut retry_after = None;
+    for ((_, (limit, window)), result) in limits.iter().zip(&results) {
+        #[derive(Deserialize)]
+        struct Count {
+            n: u32,
+        }
+        let n = result.results::<Count>()?.first().map_or(0, |c| c.n);
+        if n > *limit {
+            let wait = window - now % window;
+            retry_after = Some(retry_after.map_or(wait, |w: u64| w.max(wait)));
+        }
+    }
+    Ok(retry_after.map_or(Ok(()), Err))
+}
+
+/// A capture ready to store.
+#[derive(Debug)]
+pub struct NewCapture<'a> {
+    pub id: &'a str,
+    /// Used only if no contact has this address yet.
+    pub new_contact_id: &'a str,
+    pub site: &'a str,
+    pub valid: &'a ValidCapture,
+    pub ip_hash: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub now: u64,
+}
+
+/// Upserts the contact, stores the capture and one ledger row per consent, in one transaction.
+pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let fields = serde_json::to_string(&c.valid.fields)?;
+    let email = text(&c.valid.email);
+    let now = int(c.now as i64);
+    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
+    let contact_of = "(SELECT id FROM contacts WHERE email = ?)";
+    let mut statements = vec![
+        db.prepare(
+            "INSERT INTO contacts (id, email, phone, status, fields, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5) \
+             ON CONFLICT (email) DO UPDATE SET phone = COALESCE(excluded.phone, phone), \
+             fields = json_patch(fields, excluded.fields), updated_at = excluded.updated_at",
+        )
+        .bind(&[text(c.new_contact_id), email.clone(), opt(c.valid.phone.as_deref()), text(&fields), now.clone()])?,
+        db.prepare(format!(
+            "INSERT INTO captures (id, contact_id, site_id, form, fields, status, ip_hash, user_agent, created_at) \
+             VALUES (?, {contact_of}, ?, ?, ?, 'pending_confirmation', ?, ?, ?)"
+        ))
+        .bind(&[
+            text(c.id),
+            email.clone(),
+            text(c.site),
+            text(&c.valid.form),
+            text(&fields),
+            opt(c.ip_hash),
+            opt(c.user_agent.map(|ua| &ua[..ua.len().min(512)])),
+            now.clone(),
+        ])?,
+    ];
+    for (purpose, channel, version) in &c.valid.consents {
+        statements.push(
+            db.prepare(format!(
+                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
+                 method, ip_hash, user_agent, at) VALUES ({contact_of}, ?, ?, ?, ?, 'given', ?, 'widget_form', ?, ?, ?)"
+            ))
+            .bind(&[
+                email.clone(),
+                text(c.site),
+                text(c.id),
+                text(purpose),
+                text(channel.as_str()),
+                text(version),
+                opt(c.ip_hash),
+                opt(c.user_agent.map(|ua| &ua[..ua.len().min(512)])),
+                now.clone(),
+            ])?,
+        );
+    }
+    db.batch(statements).await?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use crate::store;
 
 /// Checks the request's bearer token and that it grants `scope`.
 pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<()> {
-    let header = req.headers().get("Authorization").ok().flatten();
+    let header = crate::http::header(req, "Authorization");
     let token = bearer_token(header.as_deref()).ok_or_else(|| {
         ApiError::new(
             401,

@@ -5,6 +5,8 @@ use worker::{Context, Env, Method, Request, Response};
 use crate::http::{self, ApiError};
 
 mod api_auth;
+mod capture;
+mod sites;
 mod stats;
 mod track_api;
 mod tracking;
@@ -32,6 +34,23 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
             respond(stats::campaign(&req, &env, id).await)
         }
         (["v1", "stats", "campaigns", _], _) => http::method_not_allowed("GET"),
+        (["v1", "sites", site], Method::Put) => respond(sites::put_site(req, &env, site).await),
+        (["v1", "sites", _], _) => http::method_not_allowed("PUT"),
+        (["v1", "sites", site, "widget"], Method::Get) => {
+            respond(sites::widget_config(&req, &env, site).await)
+        }
+        (["v1", "sites", site, "widget"], Method::Options) => {
+            respond(sites::preflight(&req, &env, site).await)
+        }
+        (["v1", "sites", _, "widget"], _) => http::method_not_allowed("GET, OPTIONS"),
+        (["v1", "capture"], Method::Post) => respond(capture::capture(req, &env, now).await),
+        // The site is in the body, so the preflight cannot check the origin; the POST itself does,
+        // and only an allowed origin gets to read its answer.
+        (["v1", "capture"], Method::Options) => {
+            let origin = http::header(&req, "Origin");
+            http::preflight(origin.as_deref())
+        }
+        (["v1", "capture"], _) => http::method_not_allowed("POST"),
         _ => ApiError::new(404, "not_found", "no such route").into_response(),
     }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 use worker::{Env, Request, Response};
 
 use super::api_auth::require_scope;
-use crate::http::{self, ApiError, ApiResult};
+use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::{bindings, config, store};
 
 /// Largest accepted request body.
@@ -70,60 +70,6 @@ pub async fn sign_links(mut req: Request, env: &Env, now: u64) -> ApiResult<Resp
         unsubscribe_url,
     };
     Ok(http::json(200, &out))
-}
-
-/// Reads a JSON body of at most `limit` bytes: `415` unless JSON, `413` if larger, `400` naming the
-/// field serde complained about.
-pub async fn read_json<T: serde::de::DeserializeOwned>(
-    req: &mut Request,
-    limit: usize,
-) -> ApiResult<T> {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
-        return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
-            "send Content-Type: application/json",
-        ));
-    }
-    let too_large = || {
-        ApiError::new(
-            413,
-            "payload_too_large",
-            format!("the body must be at most {limit} bytes"),
-        )
-    };
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(too_large());
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        let message = e.to_string();
-        // serde names the offending field in backticks (unknown, missing, or wrong type).
-        let field = message
-            .split('`')
-            .nth(1)
-            .filter(|f| !f.is_empty())
-            .unwrap_or("body");
-        ApiError::field(field, message.clone())
-    })
 }
 
 fn public_base_url(req: &Request, env: &Env) -> ApiResult<String> {

@@ -12,7 +12,7 @@ use epistola_core::token::{Claims, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
-use crate::{config, store};
+use crate::{config, random, store};
 
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
@@ -94,13 +94,7 @@ pub async fn unsubscribe(
 
 /// Accepts `application/x-www-form-urlencoded` and `multipart/form-data`, as RFC 8058 allows.
 async fn is_one_click_body(req: &mut Request) -> bool {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let content_type = http::content_type(req);
     if !(content_type.starts_with("application/x-www-form-urlencoded")
         || content_type.starts_with("multipart/form-data"))
     {
@@ -135,7 +129,7 @@ fn unsubscribe_error_page(e: &TokenError) -> Response {
 
 /// Classifies the request and enqueues the event after the response is sent.
 fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Claims, now: u64) {
-    let header = |name: &str| req.headers().get(name).ok().flatten();
+    let header = |name: &str| http::header(req, name);
     let ip_text = header("CF-Connecting-IP");
     let (label, reason) = match kind {
         EventKind::Unsubscribe => (None, None),
@@ -164,11 +158,9 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
         (Some(key), Some(ip)) => Some(hash_ip(key.as_bytes(), &ip, now)),
         _ => None,
     };
-    let mut random = [0u8; 16];
-    if let Err(e) = getrandom::getrandom(&mut random) {
-        worker::console_error!("no randomness for an event id: {e}");
+    let Some(random) = random::bytes16() else {
         return;
-    }
+    };
     let message = QueueMessage::TrackV1(TrackEvent {
         id: event_id(random),
         kind,

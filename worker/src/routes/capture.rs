@@ -1,0 +1,97 @@
+//! `POST /v1/capture`: a visitor's address and consents from the widget. Validated against the
+//! site, rate limited, and stored in one transaction; a filled honeypot is answered `202` and dropped.
+
+use epistola_core::capture::{validate_capture, CaptureRequest, MAX_CAPTURE_BYTES};
+use epistola_core::iphash::hash_ip;
+use worker::{Env, Request, Response};
+
+use super::sites::site_for_origin;
+use crate::http::{self, ApiError, ApiResult};
+use crate::{config, random, store};
+
+/// Captures per IP (hashed) per 10 minutes, and per address per hour: enough for a family sharing a
+/// connection, too few for list-bombing an address or flooding the list from one host.
+const PER_IP_LIMIT: (u32, u64) = (20, 600);
+const PER_ADDRESS_LIMIT: (u32, u64) = (3, 3600);
+
+pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
+    let content_type = http::content_type(&req);
+    // text/plain is how the widget avoids a CORS preflight; the body is JSON either way.
+    if !(content_type.starts_with("application/json") || content_type.starts_with("text/plain")) {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send JSON as application/json or text/plain",
+        ));
+    }
+    let body = http::read_limited(&mut req, MAX_CAPTURE_BYTES).await?;
+    let request: CaptureRequest = http::parse_json(&body)?;
+    let (site, origin) = site_for_origin(&req, env, &request.site)
+        .await
+        .map_err(|e| match e.code {
+            "unknown_site" => ApiError::field("site", "no site with this id"),
+            _ => e,
+        })?;
+    let Some(origin) = origin else {
+        return Err(ApiError::new(
+            403,
+            "origin_not_allowed",
+            "captures come from the widget on an allowed origin",
+        ));
+    };
+    let cors = |resp: Response| http::with_cors(resp, Some(&origin));
+    let accepted = || {
+        cors(http::json(
+            202,
+            &serde_json::json!({ "status": "pending_confirmation" }),
+        ))
+    };
+    if request.is_bot() {
+        return Ok(accepted());
+    }
+    let valid = validate_capture(&site, &request)
+        .map_err(ApiError::invalid)
+        .map_err(|e| e.with_cors(&origin))?;
+
+    let ip = req
+        .headers()
+        .get("CF-Connecting-IP")
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| "unknown".into());
+    let ip_hash = config::ip_hash_key(env).map(|k| hash_ip(k.as_bytes(), &ip, now));
+    let ip_key = format!("ip:{}", ip_hash.as_deref().unwrap_or(&ip));
+    let address_key = format!("addr:{}", epistola_core::auth::hash_api_token(&valid.email));
+    let within = store::count_and_check(
+        env,
+        &[(&ip_key, PER_IP_LIMIT), (&address_key, PER_ADDRESS_LIMIT)],
+        now,
+    )
+    .await
+    .map_err(|e| ApiError::from(e).with_cors(&origin))?;
+    if let Err(retry_after) = within {
+        let mut resp = ApiError::new(429, "rate_limited", "too many submissions; try again later")
+            .into_response();
+        let _ = resp
+            .headers_mut()
+            .set("Retry-After", &retry_after.to_string());
+        return Ok(cors(resp));
+    }
+    let (Some(capture_id), Some(contact_id)) = (random::id("cap_"), random::id("c_")) else {
+        return Err(ApiError::internal("capture", "no randomness").with_cors(&origin));
+    };
+    let user_agent = http::header(&req, "User-Agent");
+    let capture = store::NewCapture {
+        id: &capture_id,
+        new_contact_id: &contact_id,
+        site: &request.site,
+        valid: &valid,
+        ip_hash: ip_hash.as_deref(),
+        user_agent: user_agent.as_deref(),
+        now,
+    };
+    store::store_capture(env, &capture)
+        .await
+        .map_err(|e| ApiError::from(e).with_cors(&origin))?;
+    Ok(accepted())
+}
