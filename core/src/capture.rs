@@ -215,7 +215,9 @@ fn check_value(kind: FieldKind, value: &str) -> Result<String, &'static str> {
 /// labels, RFC 5321 lengths). Deliverability is proven by double opt-in, not guessed here.
 pub fn normalize_email(input: &str) -> Result<String, &'static str> {
     const BAD: &str = "must be an e-mail address like name@example.com";
-    let email = input.trim().to_lowercase();
+    // ASCII-only lower-casing: non-ASCII addresses are refused below anyway, and the Unicode case
+    // tables would cost the worker several KB.
+    let email = input.trim().to_ascii_lowercase();
     if email.len() > 254 {
         return Err("is too long");
     }

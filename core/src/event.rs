@@ -12,6 +12,20 @@ pub enum QueueMessage {
     /// An open, click or unsubscribe seen at the edge.
     #[serde(rename = "track.v1")]
     TrackV1(TrackEvent),
+    /// A capture was stored: send the double opt-in confirmation.
+    #[serde(rename = "capture.v1")]
+    CaptureV1(CaptureJob),
+    /// A capture was confirmed: deliver what was promised.
+    #[serde(rename = "lead_confirmed.v1")]
+    LeadConfirmedV1(CaptureJob),
+}
+
+/// A mail job about one capture. The send key (kind + capture) makes its delivery idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureJob {
+    pub capture: String,
+    /// Public origin for links in the letter (the origin the capture arrived at).
+    pub base_url: String,
 }
 
 /// What was tracked.

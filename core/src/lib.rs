@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod capture;
 pub mod classify;
+pub mod consent;
 pub mod event;
 pub mod hex;
 pub mod ids;

@@ -147,6 +147,52 @@ dead_letter_queue = "epistola-events-dlq"
   return { url, tokens, d1, stop, log };
 }
 
+/**
+ * Starts a real SMTP sink (maildev: SMTP + REST API) on free loopback ports.
+ * Returns { smtpPort, messages(), waitFor(predicate), stop() }.
+ */
+export async function startMailSink() {
+  const [smtpPort, webPort] = [await freePort(), await freePort()];
+  const child = spawn(join(ROOT, 'node_modules/.bin/maildev'),
+    ['--smtp', String(smtpPort), '--web', String(webPort), '--ip', '127.0.0.1'],
+    { env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const log = [];
+  child.stdout.on('data', (d) => log.push(String(d)));
+  child.stderr.on('data', (d) => log.push(String(d)));
+  const base = `http://127.0.0.1:${webPort}`;
+  for (let i = 0; ; i++) {
+    try {
+      if ((await fetch(`${base}/api/healthz`)).ok) break;
+    } catch {
+      // not up yet
+    }
+    if (i > 150) throw new Error(`maildev did not start:\n${log.join('')}`);
+    await sleep(100);
+  }
+  const messages = async () => {
+    const r = await fetch(`${base}/api/email?limit=1000`);
+    const body = await r.json();
+    return Array.isArray(body) ? body : body.emails ?? body.items ?? body.data ?? [];
+  };
+  const waitFor = async (predicate, { timeoutMs = 30_000, what = 'a message' } = {}) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = (await messages()).filter(predicate);
+      if (found.length) return found;
+      if (Date.now() > deadline) throw new Error(`no ${what} arrived; have ${JSON.stringify((await messages()).map((m) => m.subject))}`);
+      await sleep(250);
+    }
+  };
+  const stop = () => {
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
+  };
+  return { smtpPort, base, messages, waitFor, stop, log };
+}
+
 /** Calls the JSON API. */
 export async function api(w, method, path, { token = w.tokens.full, body, headers = {} } = {}) {
   const h = { ...headers };

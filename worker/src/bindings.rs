@@ -15,3 +15,11 @@ pub const PUBLIC_BASE_URL: &str = "PUBLIC_BASE_URL";
 pub const FAULT_REPLAY_BATCHES: &str = "FAULT_REPLAY_BATCHES";
 /// KV namespace for configuration read at the edge (sites: `site:{id}`).
 pub const CONFIG: &str = "CONFIG";
+/// Vars: the SMTP server the sending module delivers through.
+pub const SMTP_HOST: &str = "SMTP_HOST";
+pub const SMTP_PORT: &str = "SMTP_PORT";
+/// Var: `required` (production: STARTTLS or refuse) or `off` (a local sink).
+pub const SMTP_STARTTLS: &str = "SMTP_STARTTLS";
+/// Secrets: SMTP AUTH credentials (optional).
+pub const SMTP_USERNAME: &str = "SMTP_USERNAME";
+pub const SMTP_PASSWORD: &str = "SMTP_PASSWORD";

@@ -7,10 +7,11 @@
 use std::cell::RefCell;
 use std::collections::HashSet;
 
-use epistola_core::event::{is_event_id, QueueMessage, TrackEvent};
+use epistola_core::event::{is_event_id, CaptureJob, QueueMessage, TrackEvent};
 use epistola_core::retry::retry_delay_for_age;
 use worker::{Env, MessageBatch, MessageExt, QueueRetryOptionsBuilder, RawMessage};
 
+use crate::doi::{self, JobOutcome, MailKind};
 use crate::{bindings, config, store};
 
 thread_local! {
@@ -22,6 +23,7 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
     let mut events: Vec<TrackEvent> = Vec::with_capacity(messages.len());
     let mut decoded: Vec<&RawMessage> = Vec::with_capacity(messages.len());
+    let mut jobs: Vec<(&RawMessage, MailKind, CaptureJob)> = Vec::new();
     for message in &messages {
         let decoded_message = message
             .body()
@@ -32,12 +34,23 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
                 events.push(event);
                 decoded.push(message);
             }
+            Some(QueueMessage::CaptureV1(job)) => jobs.push((message, MailKind::Confirmation, job)),
+            Some(QueueMessage::LeadConfirmedV1(job)) => {
+                jobs.push((message, MailKind::Delivery, job))
+            }
             // Undecodable: retrying cannot help, but dropping would lose it silently. Retry with the
             // longest delay so it lands in the dead-letter queue for a person to look at.
             _ => {
                 worker::console_error!("undecodable queue message {}", message.id());
                 retry(message, u64::MAX);
             }
+        }
+    }
+    // Mail jobs one at a time: each is its own unit of success or retry.
+    for (message, kind, job) in jobs {
+        match doi::run(env, kind, &job, now).await {
+            JobOutcome::Done => message.ack(),
+            JobOutcome::Retry => retry(message, age_seconds(message, now)),
         }
     }
     if let Err(e) = store::record_events(env, &events, now).await {

@@ -310,3 +310,14 @@ pub fn escape_html(s: &str) -> String {
     }
     out
 }
+
+/// The public origin for links: `PUBLIC_BASE_URL` if set, else the origin the request came to.
+pub fn public_base_url(req: &worker::Request, env: &worker::Env) -> ApiResult<String> {
+    if let Some(v) = crate::config::text(env, crate::bindings::PUBLIC_BASE_URL) {
+        return Ok(v.trim_end_matches('/').to_owned());
+    }
+    let url = req.inner().url();
+    epistola_core::url::origin_of(&url)
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::internal("base url", "request URL has no origin"))
+}

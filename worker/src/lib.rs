@@ -8,7 +8,9 @@ use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result}
 mod bindings;
 mod config;
 mod consumer;
+mod doi;
 mod http;
+mod mailer;
 mod random;
 mod routes;
 mod store;

@@ -298,3 +298,201 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
     db.batch(statements).await?;
     Ok(())
 }
+
+/// What a mail job needs about a capture.
+#[derive(Debug, Deserialize)]
+pub struct CaptureForMail {
+    pub contact_id: String,
+    pub email: String,
+    pub site_id: String,
+    pub status: String,
+}
+
+pub async fn capture_for_mail(env: &Env, capture: &str) -> Result<Option<CaptureForMail>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT c.contact_id, k.email, c.site_id, c.status FROM captures c \
+             JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
+        )
+        .bind(&[text(capture)])?
+        .first::<CaptureForMail>(None)
+        .await
+}
+
+/// Status of a send key (`sent`, `retrying`, `failed`), if it was ever tried.
+pub async fn send_status(env: &Env, send_key: &str) -> Result<Option<String>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT status FROM sends WHERE send_key = ?1")
+        .bind(&[text(send_key)])?
+        .first::<String>(Some("status"))
+        .await
+}
+
+/// Records the outcome of one attempt at a send key.
+#[derive(Debug)]
+pub struct SendOutcome<'a> {
+    pub send_key: &'a str,
+    pub kind: &'a str,
+    pub contact: &'a str,
+    pub capture: &'a str,
+    pub status: &'a str,
+    pub detail: Option<&'a str>,
+}
+
+pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO sends (send_key, kind, contact_id, capture_id, status, attempts, detail, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?7) ON CONFLICT (send_key) DO UPDATE SET \
+             status = excluded.status, attempts = attempts + 1, detail = excluded.detail, updated_at = excluded.updated_at",
+        )
+        .bind(&[
+            text(o.send_key),
+            text(o.kind),
+            text(o.contact),
+            text(o.capture),
+            text(o.status),
+            o.detail.map_or(JsValue::NULL, text),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Confirms a capture (double opt-in) once: the consents given with it get a `confirmed` ledger
+/// row and the contact becomes confirmed. Returns the capture's status afterwards, `None` if no
+/// such capture belongs to the contact.
+pub async fn confirm_capture(
+    env: &Env,
+    capture: &str,
+    contact: &str,
+    ip_hash: Option<&str>,
+    user_agent: Option<&str>,
+    now: u64,
+) -> Result<Option<String>> {
+    let db = env.d1(bindings::DB)?;
+    let pending = "EXISTS (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')";
+    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
+    let ua = user_agent.map(|ua| &ua[..ua.len().min(512)]);
+    let args = [
+        text(capture),
+        text(contact),
+        int(now as i64),
+        opt(ip_hash),
+        opt(ua),
+    ];
+    let results = db
+        .batch(vec![
+            db.prepare(format!(
+                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
+                 method, ip_hash, user_agent, at) \
+                 SELECT contact_id, site_id, capture_id, purpose, channel, 'confirmed', text_version, 'double_opt_in', ?4, ?5, ?3 \
+                 FROM consent_ledger WHERE capture_id = ?1 AND contact_id = ?2 AND action = 'given' AND {pending}"
+            ))
+            .bind(&args)?,
+            db.prepare(
+                "UPDATE contacts SET status = 'confirmed', updated_at = ?3 WHERE id = ?2 AND EXISTS \
+                 (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')",
+            )
+            .bind(&args[..3])?,
+            db.prepare(
+                "UPDATE captures SET status = 'confirmed', confirmed_at = ?3 \
+                 WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation'",
+            )
+            .bind(&args[..3])?,
+            db.prepare("SELECT status FROM captures WHERE id = ?1 AND contact_id = ?2").bind(&args[..2])?,
+        ])
+        .await?;
+    #[derive(Deserialize)]
+    struct Status {
+        status: String,
+    }
+    let status = match results.last() {
+        Some(r) => r.results::<Status>()?.into_iter().next().map(|s| s.status),
+        None => None,
+    };
+    Ok(status)
+}
+
+/// The ledger of one contact on one site, in order.
+pub async fn consent_entries(
+    env: &Env,
+    contact: &str,
+    site: &str,
+) -> Result<Vec<epistola_core::consent::Entry>> {
+    #[derive(Deserialize)]
+    struct Row {
+        purpose: String,
+        channel: String,
+        action: String,
+    }
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare("SELECT purpose, channel, action FROM consent_ledger WHERE contact_id = ?1 AND site_id = ?2 ORDER BY seq")
+        .bind(&[text(contact), text(site)])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            Some(epistola_core::consent::Entry {
+                purpose: r.purpose,
+                channel: epistola_core::site::Channel::parse(&r.channel)?,
+                action: epistola_core::consent::Action::parse(&r.action)?,
+            })
+        })
+        .collect())
+}
+
+/// Whether the contact has a phone number (SMS consent needs one).
+pub async fn contact_has_phone(env: &Env, contact: &str) -> Result<bool> {
+    let phone = env
+        .d1(bindings::DB)?
+        .prepare("SELECT phone FROM contacts WHERE id = ?1")
+        .bind(&[text(contact)])?
+        .first::<Option<String>>(Some("phone"))
+        .await?;
+    Ok(phone.flatten().is_some())
+}
+
+/// Appends preference-centre changes to the ledger in one transaction.
+pub async fn append_consent_changes(
+    env: &Env,
+    contact: &str,
+    site: &str,
+    changes: &[epistola_core::consent::Change],
+    ip_hash: Option<&str>,
+    user_agent: Option<&str>,
+    now: u64,
+) -> Result<()> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let db = env.d1(bindings::DB)?;
+    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
+    let ua = user_agent.map(|ua| &ua[..ua.len().min(512)]);
+    let mut statements = Vec::with_capacity(changes.len());
+    for c in changes {
+        statements.push(
+            db.prepare(
+                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
+                 method, ip_hash, user_agent, at) VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, 'preference_centre', ?7, ?8, ?9)",
+            )
+            .bind(&[
+                text(contact),
+                text(site),
+                text(&c.purpose),
+                text(c.channel.as_str()),
+                text(c.action.as_str()),
+                text(&c.text_version),
+                opt(ip_hash),
+                opt(ua),
+                int(now as i64),
+            ])?,
+        );
+    }
+    db.batch(statements).await?;
+    Ok(())
+}

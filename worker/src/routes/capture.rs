@@ -2,6 +2,7 @@
 //! site, rate limited, and stored in one transaction; a filled honeypot is answered `202` and dropped.
 
 use epistola_core::capture::{validate_capture, CaptureRequest, MAX_CAPTURE_BYTES};
+use epistola_core::event::{CaptureJob, QueueMessage};
 use epistola_core::iphash::hash_ip;
 use worker::{Env, Request, Response};
 
@@ -93,5 +94,17 @@ pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
     store::store_capture(env, &capture)
         .await
         .map_err(|e| ApiError::from(e).with_cors(&origin))?;
+    // The confirmation e-mail is sent by the queue consumer. If the job cannot be queued, say so:
+    // the widget retries, and the contact upsert makes a second capture harmless.
+    let job = CaptureJob {
+        capture: capture_id,
+        base_url: http::public_base_url(&req, env)?,
+    };
+    if let Err(e) = store::enqueue(env, &QueueMessage::CaptureV1(job)).await {
+        worker::console_error!("capture stored but its confirmation job was not queued: {e}");
+        return Err(
+            ApiError::new(503, "unavailable", "please try again in a moment").with_cors(&origin),
+        );
+    }
     Ok(accepted())
 }

@@ -6,6 +6,7 @@ use crate::http::{self, ApiError};
 
 mod api_auth;
 mod capture;
+mod optin;
 mod sites;
 mod stats;
 mod track_api;
@@ -26,6 +27,12 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
         (["u", token], Method::Get) => tracking::unsubscribe_page(&env, token, now),
         (["u", token], Method::Post) => tracking::unsubscribe(req, &env, &ctx, token, now).await,
         (["u", _], _) => http::method_not_allowed("GET, POST"),
+        (["confirm", token], Method::Get) => optin::confirm_page(&env, token, now),
+        (["confirm", token], Method::Post) => optin::confirm(req, &env, token, now).await,
+        (["confirm", _], _) => http::method_not_allowed("GET, POST"),
+        (["p", token], Method::Get) => optin::preferences_page(&env, token, now).await,
+        (["p", token], Method::Post) => optin::save_preferences(req, &env, token, now).await,
+        (["p", _], _) => http::method_not_allowed("GET, POST"),
         (["v1", "track", "links"], Method::Post) => {
             respond(track_api::sign_links(req, &env, now).await)
         }

@@ -3,13 +3,12 @@
 
 use epistola_core::auth::Scope;
 use epistola_core::track::{sign_message, SignLinksRequest};
-use epistola_core::url::origin_of;
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
 use super::api_auth::require_scope;
 use crate::http::{self, read_json, ApiError, ApiResult};
-use crate::{bindings, config, store};
+use crate::{config, store};
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -44,7 +43,7 @@ pub async fn sign_links(mut req: Request, env: &Env, now: u64) -> ApiResult<Resp
     let keys = config::keyring(env)
         .ok_or_else(|| ApiError::internal("sign", "signing keys not configured"))?;
     let signed = sign_message(&keys, &body, now).map_err(ApiError::invalid)?;
-    let base = public_base_url(&req, env)?;
+    let base = http::public_base_url(&req, env)?;
     let links: Vec<(u16, String)> = signed
         .clicks
         .iter()
@@ -70,17 +69,4 @@ pub async fn sign_links(mut req: Request, env: &Env, now: u64) -> ApiResult<Resp
         unsubscribe_url,
     };
     Ok(http::json(200, &out))
-}
-
-fn public_base_url(req: &Request, env: &Env) -> ApiResult<String> {
-    if let Ok(v) = env.var(bindings::PUBLIC_BASE_URL) {
-        let v = v.to_string();
-        if !v.is_empty() {
-            return Ok(v.trim_end_matches('/').to_owned());
-        }
-    }
-    let url = req.inner().url();
-    origin_of(&url)
-        .map(str::to_owned)
-        .ok_or_else(|| ApiError::internal("sign", "request URL has no origin"))
 }

@@ -1,0 +1,168 @@
+//! The letters of double opt-in: "please confirm" and "here is what we promised". Texts are
+//! localised (en, ru, uk); every value from the site or the visitor is escaped in the HTML part.
+
+use epistola_core::site::SiteConfig;
+
+/// A rendered letter, before it is addressed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Letter {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+struct Texts {
+    confirm_subject: &'static str,
+    confirm_intro: &'static str,
+    confirm_button: &'static str,
+    confirm_ignore: &'static str,
+    delivery_more: &'static str,
+    delivery_preferences: &'static str,
+}
+
+fn texts(locale: &str) -> Texts {
+    match locale {
+        "ru" => Texts {
+            confirm_subject: "Подтвердите адрес, чтобы получить: ",
+            confirm_intro: "Нажмите кнопку, чтобы подтвердить адрес, и мы сразу пришлём обещанное.",
+            confirm_button: "Подтвердить адрес",
+            confirm_ignore: "Если вы ничего не заказывали, просто проигнорируйте это письмо.",
+            delivery_more: "Хотите получать и другие наши письма? Выберите, что вам интересно:",
+            delivery_preferences: "Настроить подписки",
+        },
+        "uk" => Texts {
+            confirm_subject: "Підтвердьте адресу, щоб отримати: ",
+            confirm_intro: "Натисніть кнопку, щоб підтвердити адресу, і ми одразу надішлемо обіцяне.",
+            confirm_button: "Підтвердити адресу",
+            confirm_ignore: "Якщо ви нічого не замовляли, просто проігноруйте цей лист.",
+            delivery_more: "Бажаєте отримувати й інші наші листи? Оберіть, що вам цікаво:",
+            delivery_preferences: "Налаштувати підписки",
+        },
+        _ => Texts {
+            confirm_subject: "Confirm your address to get: ",
+            confirm_intro: "Press the button to confirm your address and we will send what we promised right away.",
+            confirm_button: "Confirm my address",
+            confirm_ignore: "If you did not ask for this, just ignore this e-mail.",
+            delivery_more: "Would you like our other e-mails too? Choose what interests you:",
+            delivery_preferences: "Choose my subscriptions",
+        },
+    }
+}
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn button(url: &str, label: &str) -> String {
+    format!(
+        "<p><a href=\"{}\" style=\"display:inline-block;padding:12px 20px;background:#222;color:#fff;\
+text-decoration:none;border-radius:6px\">{}</a></p>",
+        escape_html(url),
+        escape_html(label)
+    )
+}
+
+/// "Please confirm": sent right after a capture. `confirm_url` leads to a page whose button confirms.
+pub fn confirmation(site: &SiteConfig, confirm_url: &str) -> Letter {
+    let t = texts(&site.locale);
+    let subject = format!("{}{}", t.confirm_subject, site.promise.title);
+    let text = format!(
+        "{}\n\n{}\n\n{}: {}\n\n{}\n\n{}\n",
+        site.promise.title,
+        site.promise.description,
+        t.confirm_button,
+        confirm_url,
+        t.confirm_intro,
+        t.confirm_ignore
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>{}</h1><p>{}</p><p>{}</p>{}<p style=\"color:#666\">{}</p></body></html>",
+        escape_html(&site.promise.title),
+        escape_html(&site.promise.description),
+        escape_html(t.confirm_intro),
+        button(confirm_url, t.confirm_button),
+        escape_html(t.confirm_ignore)
+    );
+    Letter {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// "Here is what we promised", after confirmation, with the offer of the other purposes.
+pub fn delivery(site: &SiteConfig, preferences_url: &str) -> Letter {
+    let t = texts(&site.locale);
+    let d = &site.promise.delivery;
+    let text = format!(
+        "{}\n\n{}\n\n{}\n{}: {}\n",
+        d.text, d.url, t.delivery_more, t.delivery_preferences, preferences_url
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>{}</h1><p>{}</p>{}<p>{}</p>{}</body></html>",
+        escape_html(&d.subject),
+        escape_html(&d.text),
+        button(&d.url, &site.promise.title),
+        escape_html(t.delivery_more),
+        button(preferences_url, t.delivery_preferences)
+    );
+    Letter {
+        subject: d.subject.clone(),
+        text,
+        html,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(locale: &str) -> SiteConfig {
+        let mut s: SiteConfig = serde_json::from_str(include_str!("../../tests/vectors/site.json"))
+            .expect("demo site parses");
+        s.locale = locale.into();
+        s
+    }
+
+    #[test]
+    fn confirmation_carries_the_link_in_both_parts() {
+        let l = confirmation(&site("en"), "https://t.example/confirm/TOKEN?a=1&b=2");
+        assert!(l.subject.ends_with("A birthday gift from us"));
+        assert!(l.text.contains("https://t.example/confirm/TOKEN?a=1&b=2"));
+        assert!(l
+            .html
+            .contains("href=\"https://t.example/confirm/TOKEN?a=1&amp;b=2\""));
+    }
+
+    #[test]
+    fn localised_and_escaped() {
+        let mut s = site("uk");
+        s.promise.title = "<script>alert(1)</script>".into();
+        let l = confirmation(&s, "https://t.example/c");
+        assert!(l.subject.starts_with("Підтвердьте"));
+        assert!(!l.html.contains("<script>"));
+        assert!(confirmation(&site("ru"), "x")
+            .html
+            .contains("Подтвердить адрес"));
+    }
+
+    #[test]
+    fn delivery_offers_the_other_purposes() {
+        let l = delivery(&site("en"), "https://t.example/p/TOKEN");
+        assert_eq!(l.subject, "Your birthday coupon");
+        assert!(l.text.contains("https://shop.example/coupons/BIRTHDAY15"));
+        assert!(l.html.contains("https://t.example/p/TOKEN"));
+    }
+}

@@ -1,0 +1,6 @@
+//! Epistola's sending module: letters, MIME, and SMTP over any async stream. No clock, no
+//! randomness, no sockets of its own: the worker passes time and ids in and owns the connection.
+
+pub mod letter;
+pub mod mime;
+pub mod smtp;

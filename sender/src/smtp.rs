@@ -1,0 +1,286 @@
+//! An SMTP client (RFC 5321) over any async byte stream: the Workers TCP socket in production, a
+//! TCP stream or an in-memory pipe in tests. EHLO, optional STARTTLS, optional AUTH PLAIN, MAIL,
+//! RCPT, DATA with dot-stuffing, QUIT. Replies are classified so the caller can retry transient
+//! failures (4xx, I/O) and record permanent ones (5xx) as bounces.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+
+/// Longest reply line accepted (RFC 5321 says 512; servers exceed it in practice).
+const MAX_LINE: usize = 4096;
+
+/// When to use TLS on a plain connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartTls {
+    /// Never (a local sink).
+    Off,
+    /// Upgrade when the server offers STARTTLS; refuse to send if it does not (production).
+    Required,
+}
+
+/// How to reach and greet the server.
+#[derive(Clone)]
+pub struct SmtpConfig {
+    /// Our name in EHLO.
+    pub helo_name: String,
+    pub starttls: StartTls,
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for SmtpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConfig")
+            .field("helo_name", &self.helo_name)
+            .field("starttls", &self.starttls)
+            .field(
+                "credentials",
+                &self
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| (user, "<redacted>")),
+            )
+            .finish()
+    }
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpError {
+    /// The connection failed or dropped: try again later.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server answered 4xx: try again later.
+    #[error("temporary failure {code}: {message}")]
+    Transient { code: u16, message: String },
+    /// The server answered 5xx: do not retry; record as a bounce.
+    #[error("permanent failure {code}: {message}")]
+    Permanent { code: u16, message: String },
+    /// The server broke the protocol (garbled or oversized reply).
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// TLS was required but the server does not offer STARTTLS, or the upgrade failed.
+    #[error("STARTTLS required but unavailable: {0}")]
+    Tls(String),
+}
+
+impl SmtpError {
+    /// Should the caller try again later?
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SmtpError::Io(_) | SmtpError::Transient { .. } | SmtpError::Protocol(_)
+        )
+    }
+}
+
+/// A stream SMTP can run over; `upgrade_tls` performs the STARTTLS handshake.
+pub trait SmtpStream: AsyncRead + AsyncWrite + Unpin + Sized {
+    fn upgrade_tls(self) -> Result<Self, SmtpError>;
+}
+
+/// One reply: code and text lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        self.lines.join(" ")
+    }
+}
+
+struct Conn<S: SmtpStream> {
+    io: BufReader<S>,
+}
+
+impl<S: SmtpStream> Conn<S> {
+    async fn read_reply(&mut self) -> Result<Reply, SmtpError> {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = (&mut self.io)
+                .take(MAX_LINE as u64)
+                .read_line(&mut line)
+                .await?;
+            if n == 0 {
+                return Err(SmtpError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            if !line.ends_with('\n') {
+                return Err(SmtpError::Protocol("reply line too long".into()));
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .filter(|c| (200..600).contains(c))
+                .ok_or_else(|| SmtpError::Protocol(format!("not a reply: {line:?}")))?;
+            lines.push(line.get(4..).unwrap_or("").to_owned());
+            match line.as_bytes().get(3) {
+                Some(b'-') => continue,
+                None | Some(b' ') => return Ok(Reply { code, lines }),
+                Some(_) => return Err(SmtpError::Protocol(format!("not a reply: {line:?}"))),
+            }
+        }
+    }
+
+    /// Sends a command and expects a reply in `expect` (e.g. 2xx).
+    async fn command(&mut self, line: &str, expect: u16) -> Result<Reply, SmtpError> {
+        self.io.get_mut().write_all(line.as_bytes()).await?;
+        self.io.get_mut().write_all(b"\r\n").await?;
+        self.io.get_mut().flush().await?;
+        self.expect(expect).await
+    }
+
+    async fn expect(&mut self, expect: u16) -> Result<Reply, SmtpError> {
+        let reply = self.read_reply().await?;
+        if reply.code / 100 == expect / 100 {
+            return Ok(reply);
+        }
+        Err(match reply.code {
+            400..=499 => SmtpError::Transient {
+                code: reply.code,
+                message: reply.text(),
+            },
+            500..=599 => SmtpError::Permanent {
+                code: reply.code,
+                message: reply.text(),
+            },
+            _ => SmtpError::Protocol(format!("unexpected {}: {}", reply.code, reply.text())),
+        })
+    }
+}
+
+/// The envelope of one message.
+#[derive(Debug, Clone)]
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+}
+
+/// Delivers one message (`data`: the full RFC 5322 message, CRLF line endings) over `stream`.
+pub async fn send<S: SmtpStream>(
+    stream: S,
+    config: &SmtpConfig,
+    envelope: &Envelope<'_>,
+    data: &[u8],
+) -> Result<(), SmtpError> {
+    for addr in [envelope.from, envelope.to] {
+        if addr
+            .bytes()
+            .any(|b| b.is_ascii_control() || b == b'<' || b == b'>' || b == b' ')
+        {
+            return Err(SmtpError::Permanent {
+                code: 501,
+                message: "address contains forbidden characters".into(),
+            });
+        }
+    }
+    let mut conn = Conn {
+        io: BufReader::new(stream),
+    };
+    conn.expect(220).await?;
+    let ehlo = format!("EHLO {}", config.helo_name);
+    let mut caps = conn.command(&ehlo, 250).await?;
+    if config.starttls == StartTls::Required {
+        if !has_capability(&caps, "STARTTLS") {
+            return Err(SmtpError::Tls("server does not offer STARTTLS".into()));
+        }
+        conn.command("STARTTLS", 220).await?;
+        let plain = conn.io.into_inner();
+        conn = Conn {
+            io: BufReader::new(plain.upgrade_tls()?),
+        };
+        caps = conn.command(&ehlo, 250).await?;
+    }
+    if let Some((user, password)) = &config.credentials {
+        let token = STANDARD.encode(format!("\0{user}\0{password}"));
+        conn.command(&format!("AUTH PLAIN {token}"), 235).await?;
+    }
+    let _ = caps;
+    conn.command(&format!("MAIL FROM:<{}>", envelope.from), 250)
+        .await?;
+    conn.command(&format!("RCPT TO:<{}>", envelope.to), 250)
+        .await?;
+    conn.command("DATA", 354).await?;
+    let body = dot_stuff(data);
+    conn.io.get_mut().write_all(&body).await?;
+    conn.io.get_mut().write_all(b".\r\n").await?;
+    conn.io.get_mut().flush().await?;
+    conn.expect(250).await?;
+    // The message is accepted; a failed QUIT changes nothing.
+    let _ = conn.command("QUIT", 221).await;
+    Ok(())
+}
+
+fn has_capability(reply: &Reply, name: &str) -> bool {
+    reply.lines.iter().any(|l| {
+        l.split_whitespace()
+            .next()
+            .is_some_and(|w| w.eq_ignore_ascii_case(name))
+    })
+}
+
+/// Normalises line endings to CRLF, escapes lines starting with `.`, and ends with CRLF.
+pub fn dot_stuff(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 4);
+    let mut at_line_start = true;
+    let mut i = 0;
+    while i < data.len() {
+        let b = data[i];
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        match b {
+            b'\r' if data.get(i + 1) == Some(&b'\n') => {
+                out.extend_from_slice(b"\r\n");
+                i += 1;
+                at_line_start = true;
+            }
+            b'\n' | b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                at_line_start = true;
+            }
+            _ => {
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        i += 1;
+    }
+    if !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_stuffing_and_line_endings() {
+        assert_eq!(
+            dot_stuff(b"a\n.b\r\n..c\rd"),
+            b"a\r\n..b\r\n...c\r\nd\r\n".to_vec()
+        );
+        assert_eq!(dot_stuff(b".\r\n"), b"..\r\n".to_vec());
+        assert_eq!(dot_stuff(b""), b"\r\n".to_vec());
+    }
+
+    #[test]
+    fn debug_redacts_the_password() {
+        let c = SmtpConfig {
+            helo_name: "t.example".into(),
+            starttls: StartTls::Off,
+            credentials: Some(("user".into(), "hunter2".into())),
+        };
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("user") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+}

@@ -1,0 +1,197 @@
+//! The SMTP client against scripted servers on a real loopback TCP socket: each case is the
+//! server's side of a conversation and the outcome the client must report.
+
+#![allow(clippy::expect_used)] // test scaffolding: failing loudly is right here
+
+use epistola_sender::smtp::{send, Envelope, SmtpConfig, SmtpError, SmtpStream, StartTls};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+struct Plain(TcpStream);
+
+impl tokio::io::AsyncRead for Plain {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Plain {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+impl SmtpStream for Plain {
+    fn upgrade_tls(self) -> Result<Self, SmtpError> {
+        Err(SmtpError::Tls("no TLS in this test".into()))
+    }
+}
+
+/// Runs a server that answers each command with the next scripted reply; returns what it received.
+async fn run(
+    replies: &'static [&'static str],
+    config: SmtpConfig,
+) -> (Result<(), SmtpError>, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.expect("accept");
+        let (r, mut w) = sock.into_split();
+        let mut r = BufReader::new(r);
+        let mut seen = String::new();
+        let mut replies = replies.iter();
+        if let Some(greeting) = replies.next() {
+            w.write_all(greeting.as_bytes()).await.expect("write");
+        }
+        let mut in_data = false;
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if in_data {
+                if line == ".\r\n" {
+                    in_data = false;
+                } else {
+                    continue;
+                }
+            } else if line.starts_with("DATA") {
+                in_data = true;
+            }
+            match replies.next() {
+                Some(&"") => break, // drop the connection
+                Some(reply) => w.write_all(reply.as_bytes()).await.expect("write"),
+                None => break,
+            }
+        }
+        seen
+    });
+    let stream = Plain(TcpStream::connect(addr).await.expect("connect"));
+    let envelope = Envelope {
+        from: "hello@shop.example",
+        to: "ann@example.com",
+    };
+    let result = send(
+        stream,
+        &config,
+        &envelope,
+        b"Subject: hi\r\n\r\n.hidden dot\r\nbye\r\n",
+    )
+    .await;
+    (result, server.await.expect("server task"))
+}
+
+fn plain() -> SmtpConfig {
+    SmtpConfig {
+        helo_name: "t.example".into(),
+        starttls: StartTls::Off,
+        credentials: None,
+    }
+}
+
+#[tokio::test]
+async fn delivers_with_multiline_ehlo_and_auth() {
+    let config = SmtpConfig {
+        credentials: Some(("user".into(), "pw".into())),
+        ..plain()
+    };
+    let (result, seen) = run(
+        &[
+            "220 sink ESMTP\r\n",
+            "250-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n",
+            "235 ok\r\n",
+            "250 ok\r\n",
+            "250 ok\r\n",
+            "354 go\r\n",
+            "250 queued\r\n",
+            "221 bye\r\n",
+        ],
+        config,
+    )
+    .await;
+    result.expect("delivered");
+    assert!(seen.contains("EHLO t.example\r\n"), "{seen}");
+    assert!(seen.contains("AUTH PLAIN AHVzZXIAcHc=\r\n"), "{seen}");
+    assert!(
+        seen.contains("MAIL FROM:<hello@shop.example>\r\nRCPT TO:<ann@example.com>\r\nDATA\r\n"),
+        "{seen}"
+    );
+    assert!(seen.contains("\r\n..hidden dot\r\n"), "dot-stuffed: {seen}");
+    assert!(seen.contains("bye\r\n.\r\n"), "{seen}");
+}
+
+#[tokio::test]
+async fn classifies_failures() {
+    let (r, _) = run(
+        &[
+            "220 sink\r\n",
+            "250 sink\r\n",
+            "250 ok\r\n",
+            "451 greylisted, try later\r\n",
+        ],
+        plain(),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(SmtpError::Transient { code: 451, .. })),
+        "{r:?}"
+    );
+    assert!(r.as_ref().err().is_some_and(SmtpError::is_transient));
+
+    let (r, _) = run(
+        &[
+            "220 sink\r\n",
+            "250 sink\r\n",
+            "250 ok\r\n",
+            "550 no such user\r\n",
+        ],
+        plain(),
+    )
+    .await;
+    assert!(
+        matches!(r, Err(SmtpError::Permanent { code: 550, .. })),
+        "{r:?}"
+    );
+    assert!(!r.as_ref().err().is_some_and(SmtpError::is_transient));
+
+    let (r, _) = run(&["220 sink\r\n", "250 sink\r\n", ""], plain()).await;
+    assert!(
+        matches!(r, Err(SmtpError::Io(_))),
+        "dropped connection: {r:?}"
+    );
+
+    let (r, _) = run(&["220 sink\r\n", "hello there\r\n"], plain()).await;
+    assert!(matches!(r, Err(SmtpError::Protocol(_))), "garbage: {r:?}");
+
+    let tls = SmtpConfig {
+        starttls: StartTls::Required,
+        ..plain()
+    };
+    let (r, seen) = run(&["220 sink\r\n", "250 sink\r\n"], tls).await;
+    assert!(matches!(r, Err(SmtpError::Tls(_))), "{r:?}");
+    assert!(
+        !seen.contains("MAIL FROM"),
+        "nothing sent in clear text: {seen}"
+    );
+}

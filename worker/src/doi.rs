@@ -1,0 +1,187 @@
+//! Double opt-in mail jobs, run by the queue consumer: the confirmation letter after a capture,
+//! the promised item after confirmation. Each has a send key, so a redelivered job sends nothing.
+
+use epistola_core::event::CaptureJob;
+use epistola_core::token::{Claims, Purpose};
+use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
+use epistola_core::url::origin_of;
+use epistola_sender::letter::{self, Letter};
+use epistola_sender::mime::{build_message, Outgoing};
+use epistola_sender::smtp::Envelope;
+use worker::Env;
+
+use crate::{config, mailer, store};
+
+/// Confirm links work for a week; preference links as long as unsubscribe links.
+pub const CONFIRM_TTL_SECONDS: u32 = 7 * 86_400;
+
+/// Which letter a job sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    Confirmation,
+    Delivery,
+}
+
+impl MailKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            MailKind::Confirmation => "confirmation",
+            MailKind::Delivery => "delivery",
+        }
+    }
+}
+
+/// Whether the queue message is finished with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobOutcome {
+    Done,
+    Retry,
+}
+
+/// Signs a token about a capture's contact (site as campaign, capture as message).
+pub fn sign(
+    env: &Env,
+    purpose: Purpose,
+    site: &str,
+    contact: &str,
+    capture: &str,
+    now: u64,
+    ttl: u32,
+) -> Option<String> {
+    let now = u32::try_from(now).ok()?;
+    let claims = Claims {
+        purpose,
+        issued_at: now,
+        expires_at: Some(now.saturating_add(ttl)),
+        campaign: site.to_owned(),
+        contact: contact.to_owned(),
+        message: capture.to_owned(),
+        link: None,
+    };
+    config::keyring(env)?.sign(&claims).ok()
+}
+
+pub async fn run(env: &Env, kind: MailKind, job: &CaptureJob, now: u64) -> JobOutcome {
+    match try_run(env, kind, job, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            worker::console_error!("{} job for {}: {e}", kind.as_str(), job.capture);
+            JobOutcome::Retry
+        }
+    }
+}
+
+async fn try_run(
+    env: &Env,
+    kind: MailKind,
+    job: &CaptureJob,
+    now: u64,
+) -> worker::Result<JobOutcome> {
+    let send_key = format!("{}.{}", kind.as_str(), job.capture);
+    if matches!(
+        store::send_status(env, &send_key).await?.as_deref(),
+        Some("sent" | "failed")
+    ) {
+        return Ok(JobOutcome::Done);
+    }
+    let Some(capture) = store::capture_for_mail(env, &job.capture).await? else {
+        worker::console_warn!("{} job: capture {} is gone", kind.as_str(), job.capture);
+        return Ok(JobOutcome::Done);
+    };
+    if kind == MailKind::Delivery && capture.status != "confirmed" {
+        worker::console_warn!("delivery job: capture {} is not confirmed", job.capture);
+        return Ok(JobOutcome::Done);
+    }
+    let Some(site) = store::get_site(env, &capture.site_id).await? else {
+        worker::console_error!("{} job: site {} is gone", kind.as_str(), capture.site_id);
+        return Ok(JobOutcome::Done);
+    };
+    let base = job.base_url.trim_end_matches('/');
+    let token = |purpose, ttl| {
+        sign(
+            env,
+            purpose,
+            &capture.site_id,
+            &capture.contact_id,
+            &job.capture,
+            now,
+            ttl,
+        )
+    };
+    let mut headers: Vec<(&str, String)> = Vec::new();
+    let letter: Letter = match kind {
+        MailKind::Confirmation => {
+            let Some(t) = token(Purpose::Confirm, CONFIRM_TTL_SECONDS) else {
+                return Ok(JobOutcome::Retry);
+            };
+            letter::confirmation(&site, &format!("{base}/confirm/{t}"))
+        }
+        MailKind::Delivery => {
+            let (Some(p), Some(u)) = (
+                token(Purpose::Preferences, UNSUBSCRIBE_TTL_SECONDS),
+                token(Purpose::Unsubscribe, UNSUBSCRIBE_TTL_SECONDS),
+            ) else {
+                return Ok(JobOutcome::Retry);
+            };
+            headers.push(("List-Unsubscribe", format!("<{base}/u/{u}>")));
+            headers.push((
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".to_owned(),
+            ));
+            letter::delivery(&site, &format!("{base}/p/{p}"))
+        }
+    };
+    let host = origin_of(base)
+        .and_then(|o| o.split("://").nth(1))
+        .unwrap_or("epistola.invalid");
+    let host = host.split(':').next().unwrap_or(host);
+    let message_id = format!("{send_key}@{host}");
+    let message = build_message(&Outgoing {
+        from_name: &site.name,
+        from: &site.from_email,
+        to: &capture.email,
+        letter: &letter,
+        message_id: &message_id,
+        date: now as i64,
+        headers: &headers,
+    });
+    let envelope = Envelope {
+        from: &site.from_email,
+        to: &capture.email,
+    };
+    let mut outcome = store::SendOutcome {
+        send_key: &send_key,
+        kind: kind.as_str(),
+        contact: &capture.contact_id,
+        capture: &job.capture,
+        status: "sent",
+        detail: None,
+    };
+    match mailer::deliver(env, host, &envelope, &message).await {
+        Ok(()) => {
+            store::record_send(env, &outcome, now).await?;
+            Ok(JobOutcome::Done)
+        }
+        Err(e) if e.is_transient() => {
+            let detail = e.to_string();
+            outcome.status = "retrying";
+            outcome.detail = Some(&detail);
+            store::record_send(env, &outcome, now).await?;
+            worker::console_warn!(
+                "{} for {}: {detail}; will retry",
+                kind.as_str(),
+                job.capture
+            );
+            Ok(JobOutcome::Retry)
+        }
+        Err(e) => {
+            let detail = e.to_string();
+            outcome.status = "failed";
+            outcome.detail = Some(&detail);
+            store::record_send(env, &outcome, now).await?;
+            store::suppress(env, &capture.contact_id, "bounced", &capture.site_id, now).await?;
+            worker::console_error!("{} for {} bounced: {detail}", kind.as_str(), job.capture);
+            Ok(JobOutcome::Done)
+        }
+    }
+}
