@@ -9,6 +9,7 @@ pub mod classify;
 pub mod consent;
 pub mod event;
 pub mod hex;
+pub mod html;
 pub mod ids;
 pub mod iphash;
 pub mod retry;

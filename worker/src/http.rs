@@ -295,21 +295,7 @@ pub fn method_not_allowed(allow: &str) -> Response {
     resp
 }
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use epistola_core::html::escape as escape_html;
 
 /// The public origin for links: `PUBLIC_BASE_URL` if set, else the origin the request came to.
 pub fn public_base_url(req: &worker::Request, env: &worker::Env) -> ApiResult<String> {
