@@ -3,6 +3,7 @@
 # Prints the wasm size, raw and gzip.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+node "$ROOT/capture-widget/build.mjs"
 cd "$ROOT/worker"
 log="$(mktemp)"
 if ! worker-build --release >"$log" 2>&1; then cat "$log"; rm -f "$log"; exit 1; fi

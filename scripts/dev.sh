@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs Epistola locally: the worker under `wrangler dev` with
-# local D1 and Queues (state in .wrangler/), migrations applied, a fresh demo API token and a
-# signed demo campaign printed. Ctrl-C stops everything.
+# local D1, KV and Queues (state in .wrangler/), a real SMTP sink with a web UI (maildev), and the
+# demo shop on another origin with the widget embedded. Prints a fresh demo API token and a signed
+# demo campaign. Ctrl-C stops everything.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
 PORT="${PORT:-8787}"
 BASE="http://127.0.0.1:$PORT"
+SHOP_PORT=8788
+MAIL_SMTP=1025
+MAIL_WEB=1080
 
 scripts/setup.sh
 scripts/build.sh
@@ -22,12 +26,25 @@ TOKEN="ep_$(rand)"
 HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 NOW="$(date +%s)"
 wrangler d1 execute DB --local --command \
-  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read', $NOW);" >/dev/null
+  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write', $NOW);" >/dev/null
 
-wrangler dev --local --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false &
-WRANGLER_PID=$!
-trap 'kill $WRANGLER_PID 2>/dev/null || true' EXIT INT TERM
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT INT TERM
+maildev --smtp "$MAIL_SMTP" --web "$MAIL_WEB" --ip 127.0.0.1 --web-ip 127.0.0.1 >/dev/null &
+PIDS+=($!)
+node scripts/static-server.mjs demo "$SHOP_PORT" "$BASE" &
+PIDS+=($!)
+wrangler dev --local --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
+  --var SMTP_HOST:127.0.0.1 --var SMTP_PORT:"$MAIL_SMTP" --var SMTP_STARTTLS:off &
+PIDS+=($!)
 until node -e "fetch('$BASE/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; do sleep 0.3; done
+
+# The demo shop's site: widget triggers, quiz, promise and consent texts (tests/vectors/site.json).
+node -e '
+  const [base, token, file] = process.argv.slice(1);
+  fetch(base + "/v1/sites/demo", { method: "PUT", headers: { authorization: "Bearer " + token, "content-type": "application/json" },
+    body: require("fs").readFileSync(file) }).then(async r => { if (!r.ok) { console.error(await r.text()); process.exit(1); } });
+' "$BASE" "$TOKEN" tests/vectors/site.json
 
 SIGNED="$(node -e '
   const [base, token] = process.argv.slice(1);
@@ -46,7 +63,10 @@ cat <<INFO
 
 Epistola is running at $BASE
 
-Demo API token (scopes track:sign stats:read):
+  Demo shop (widget embedded):  http://127.0.0.1:$SHOP_PORT  — view two toys, the form appears
+  Mail sink (maildev):          http://127.0.0.1:$MAIL_WEB  — the confirmation e-mail lands here
+
+Demo API token (scopes track:sign stats:read sites:write):
   $TOKEN
 
 A demo campaign "demo" was signed for contact "demo-reader":
@@ -62,4 +82,4 @@ Sign links for your own message:
 
 Ctrl-C to stop.
 INFO
-wait $WRANGLER_PID
+wait "${PIDS[@]}"

@@ -28,6 +28,13 @@ if [ ! -x node_modules/.bin/wrangler ] || [ package-lock.json -nt node_modules/.
   npm ci --no-audit --no-fund
 fi
 
+# Chromium for the widget's browser tests (Debian's package; never a browser download).
+if ! command -v chromium >/dev/null; then
+  say "installing chromium (Debian package)"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 # System tools for the benchmarks only: `scripts/setup.sh bench`.
 if [ "${1:-}" = bench ] && ! command -v wrk >/dev/null; then
   say "installing wrk"

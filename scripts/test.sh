@@ -10,6 +10,9 @@ step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 step "setup"
 scripts/setup.sh
 
+step "widget build (size budget)"
+node capture-widget/build.mjs
+
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -154,7 +154,7 @@ dead_letter_queue = "epistola-events-dlq"
 export async function startMailSink() {
   const [smtpPort, webPort] = [await freePort(), await freePort()];
   const child = spawn(join(ROOT, 'node_modules/.bin/maildev'),
-    ['--smtp', String(smtpPort), '--web', String(webPort), '--ip', '127.0.0.1'],
+    ['--smtp', String(smtpPort), '--web', String(webPort), '--ip', '127.0.0.1', '--web-ip', '127.0.0.1'],
     { env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = [];
   child.stdout.on('data', (d) => log.push(String(d)));

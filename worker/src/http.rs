@@ -167,7 +167,8 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     parse_json(&bytes)
 }
 
-fn with_body(status: u16, body: Vec<u8>, headers: &[(&str, &str)]) -> Response {
+/// A response with a fixed body and headers.
+pub fn with_body(status: u16, body: Vec<u8>, headers: &[(&str, &str)]) -> Response {
     let h = Headers::new();
     for (k, v) in headers {
         // Only fixed, valid header names and values reach here.

@@ -11,6 +11,7 @@ mod sites;
 mod stats;
 mod track_api;
 mod tracking;
+mod widget;
 
 /// Routes a request. Every outcome, including our own failures, is a response.
 pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Response {
@@ -18,6 +19,7 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
     let method = req.method();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), method) {
+        (["w.js"], Method::Get | Method::Head) => widget::script(&req),
         (["healthz"], Method::Get | Method::Head) => {
             http::json(200, &serde_json::json!({"status": "ok"}))
         }

@@ -1,0 +1,169 @@
+// The capture widget in a real browser (Debian Chromium driven by playwright-core), on the demo
+// shop served from another origin than the worker, talking to the real worker.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { startWorker, startMailSink, api, DEMO_SITE, ROOT } from './harness.mjs';
+import { serveStatic } from '../../scripts/static-server.mjs';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const SHOTS = join(ROOT, 'tests/e2e/out');
+let w;
+let mail;
+let shop;
+let other;
+let browser;
+let shopOrigin;
+let otherOrigin;
+
+before(async () => {
+  mail = await startMailSink();
+  w = await startWorker({ vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off' } });
+  shop = await serveStatic(join(ROOT, 'demo'), 0, w.url);
+  other = await serveStatic(join(ROOT, 'demo'), 0, w.url);
+  shopOrigin = `http://127.0.0.1:${shop.address().port}`;
+  otherOrigin = `http://127.0.0.1:${other.address().port}`;
+  const site = { ...DEMO_SITE, allowed_origins: [shopOrigin] };
+  const r = await api(w, 'PUT', '/v1/sites/demo', { token: w.tokens.sites, body: site });
+  assert.equal(r.status, 200, r.text);
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+  mkdirSync(SHOTS, { recursive: true });
+});
+after(async () => {
+  await browser?.close();
+  shop?.close();
+  other?.close();
+  await w?.stop();
+  mail?.stop();
+});
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const dialog = (page) => page.locator('[data-epistola] [role=dialog]');
+
+async function viewTwoProducts(page, origin) {
+  await page.goto(`${origin}/`);
+  await page.goto(`${origin}/product.html?id=1`);
+  await page.goto(`${origin}/product.html?id=2`);
+}
+
+test('GET /w.js: the widget script, cacheable, revalidated by ETag', async () => {
+  const r = await fetch(`${w.url}/w.js`);
+  assert.equal(r.status, 200);
+  assert.match(r.headers.get('content-type'), /^application\/javascript/);
+  assert.match(r.headers.get('cache-control'), /max-age=\d+/);
+  const etag = r.headers.get('etag');
+  assert.match(etag, /^"[0-9a-f]{20}"$/);
+  assert.ok((await r.text()).includes('/v1/capture'));
+  const again = await fetch(`${w.url}/w.js`, { headers: { 'if-none-match': etag } });
+  assert.equal(again.status, 304);
+});
+
+test('the form never shows on entry, and shows after the second product view', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const sent = [];
+  page.on('request', (req) => req.url().startsWith(w.url) && sent.push(`${req.method()} ${new URL(req.url()).pathname}`));
+  await page.goto(`${shopOrigin}/`);
+  await sleep(1500);
+  assert.equal(await dialog(page).count(), 0, 'not on entry');
+  await page.goto(`${shopOrigin}/product.html?id=1`);
+  await sleep(1000);
+  assert.equal(await dialog(page).count(), 0, 'not after one view');
+  await page.goto(`${shopOrigin}/product.html?id=2`);
+  await dialog(page).waitFor({ timeout: 10_000 });
+  assert.match(await dialog(page).innerText(), new RegExp(DEMO_SITE.promise.title));
+  assert.ok(sent.every((s) => s === 'GET /w.js' || s === 'GET /v1/sites/demo/widget'), `nothing sent about the visitor: ${sent}`);
+  assert.equal((await context.cookies()).length, 0, 'no cookies');
+  await page.screenshot({ path: join(SHOTS, 'widget-quiz.png') });
+  await context.close();
+});
+
+test('keyboard only: the quiz, the address and the consent, submitted; answers arrive as fields', async () => {
+  const context = await browser.newContext({ locale: 'en-US' });
+  const page = await context.newPage();
+  await viewTwoProducts(page, shopOrigin);
+  await dialog(page).waitFor();
+  const kb = page.keyboard;
+  // Step 1: a choice. Focus starts in the dialog, on the first control.
+  await kb.type('6');
+  await kb.press('Tab');
+  await kb.press('Enter');
+  // Step 2: a date (en-US order: month, day, year); Enter in a field submits the step.
+  await dialog(page).locator('input[type=date]').waitFor();
+  await kb.type('03142027');
+  await kb.press('Enter');
+  // Step 3: address, first name, consent, submit.
+  await dialog(page).locator('input[type=email]').waitFor();
+  await kb.type('keyboard.user@example.com');
+  await kb.press('Tab');
+  await kb.type('Kim');
+  await kb.press('Tab');
+  await kb.press('Space');
+  await kb.press('Tab'); // the hidden honeypot is not in the tab order: this is the submit button
+  await kb.press('Enter');
+  await dialog(page).getByText('Thank you').waitFor({ timeout: 10_000 });
+  await page.screenshot({ path: join(SHOTS, 'widget-thanks.png') });
+  const [contact] = await w.d1(`SELECT fields FROM contacts WHERE email = 'keyboard.user@example.com'`);
+  assert.deepEqual(JSON.parse(contact.fields), { child_age: '6-9', birthday: '2027-03-14', first_name: 'Kim' });
+  const ledger = await w.d1(
+    `SELECT l.purpose, l.text_version, l.method FROM consent_ledger l JOIN contacts c ON c.id = l.contact_id WHERE c.email = 'keyboard.user@example.com'`,
+  );
+  const inForm = DEMO_SITE.consents.find((c) => c.in_form);
+  assert.deepEqual(ledger, [{ purpose: inForm.purpose, text_version: inForm.version, method: 'widget_form' }]);
+  await mail.waitFor((m) => m.envelope?.to?.some((t) => t.address === 'keyboard.user@example.com'), { what: 'confirmation' });
+  await context.close();
+});
+
+test('Tab stays inside the dialog; Escape dismisses it and the display cap keeps it away', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  await page.goto(`${shopOrigin}/`);
+  await page.locator('#p1').focus();
+  await viewTwoProducts(page, shopOrigin);
+  await dialog(page).waitFor();
+  for (let i = 0; i < 8; i++) {
+    await page.keyboard.press('Tab');
+    assert.equal(await page.evaluate(() => document.activeElement?.hasAttribute('data-epistola')), true, `tab ${i} left the dialog`);
+  }
+  await page.keyboard.press('Escape');
+  assert.equal(await dialog(page).count(), 0);
+  await page.goto(`${shopOrigin}/product.html?id=1`);
+  await sleep(1500);
+  assert.equal(await dialog(page).count(), 0, 'dismissed: not shown again within the cap');
+  await context.close();
+});
+
+test('a disallowed origin gets no form and cannot capture', async () => {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  // The config request is refused (403, no CORS header): the browser reports it as failed.
+  const outcomes = [];
+  page.on('requestfailed', (r) => r.url().includes('/v1/sites/demo/widget') && outcomes.push('failed'));
+  page.on('response', (r) => r.url().includes('/v1/sites/demo/widget') && outcomes.push(r.status()));
+  await viewTwoProducts(page, otherOrigin);
+  await sleep(1000);
+  assert.ok(outcomes.length > 0 && outcomes.every((o) => o === 'failed' || o === 403), `config answers: ${outcomes}`);
+  assert.equal(await dialog(page).count(), 0);
+  const result = await page.evaluate(async (url) => {
+    try {
+      const r = await fetch(`${url}/v1/capture`, {
+        method: 'POST', headers: { 'content-type': 'text/plain' },
+        body: JSON.stringify({ site: 'demo', email: 'intruder@example.com', consents: [] }),
+      });
+      return `status ${r.status}`;
+    } catch (e) {
+      return 'blocked';
+    }
+  }, w.url);
+  assert.equal(result, 'blocked', 'the browser may not read the answer');
+  const stored = await w.d1(`SELECT COUNT(*) AS n FROM contacts WHERE email = 'intruder@example.com'`);
+  assert.equal(stored[0].n, 0);
+  await context.close();
+});
