@@ -40,15 +40,19 @@
     const t = cfg.trigger;
     if (force || (t.product_views && st.v >= t.product_views) || (t.seconds_on_site && st.s >= t.seconds_on_site)) show();
   };
-  const api = (cmd, a) => {
+  // Counting happens at once (the visitor may leave before the config arrives); reacting waits for it.
+  const react = (cmd, a) => {
     if (!cfg) return queued.push([cmd, a]);
     if (cmd == 'show') return maybe(1);
-    if (cmd == 'event') {
-      if (a == 'product_view') st.v++;
+    if (cmd == 'event' && cfg.trigger.custom_event && a == cfg.trigger.custom_event) return fire();
+    maybe();
+  };
+  const api = (cmd, a) => {
+    if (cmd == 'event' && a == 'product_view') {
+      st.v++;
       save();
-      if (cfg.trigger.custom_event && a == cfg.trigger.custom_event) return fire();
-      maybe();
     }
+    react(cmd, a);
   };
   const prior = (w.epistola && w.epistola.q) || [];
   w.epistola = (...a) => api(...a);
@@ -192,7 +196,7 @@
           if (((h.scrollTop + innerHeight) / h.scrollHeight) * 100 >= t.scroll_percent) fire();
         }, { passive: true });
       }
-      queued.splice(0).forEach((a) => api(...a));
+      queued.splice(0).forEach((a) => react(...a));
       maybe();
     }, () => {});
 })(window, document);

@@ -16,19 +16,29 @@ let mail;
 let shop;
 let other;
 let browser;
+let fixtures;
 let shopOrigin;
 let otherOrigin;
+let fixtureOrigin;
 
 before(async () => {
   mail = await startMailSink();
   w = await startWorker({ vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off' } });
   shop = await serveStatic(join(ROOT, 'demo'), 0, w.url);
   other = await serveStatic(join(ROOT, 'demo'), 0, w.url);
+  fixtures = await serveStatic(join(ROOT, 'tests/e2e/fixtures'), 0, w.url);
+  fixtureOrigin = `http://127.0.0.1:${fixtures.address().port}`;
   shopOrigin = `http://127.0.0.1:${shop.address().port}`;
   otherOrigin = `http://127.0.0.1:${other.address().port}`;
   const site = { ...DEMO_SITE, allowed_origins: [shopOrigin] };
   const r = await api(w, 'PUT', '/v1/sites/demo', { token: w.tokens.sites, body: site });
   assert.equal(r.status, 200, r.text);
+  const timed = {
+    ...DEMO_SITE, allowed_origins: [fixtureOrigin], locale: 'uk', quiz: [],
+    trigger: { seconds_on_site: 3, custom_event: 'quiz_start', scroll_percent: 90 },
+  };
+  const t = await api(w, 'PUT', '/v1/sites/timed', { token: w.tokens.sites, body: timed });
+  assert.equal(t.status, 200, t.text);
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
@@ -39,6 +49,7 @@ before(async () => {
 after(async () => {
   await browser?.close();
   shop?.close();
+  fixtures?.close();
   other?.close();
   await w?.stop();
   mail?.stop();
@@ -166,4 +177,37 @@ test('a disallowed origin gets no form and cannot capture', async () => {
   const stored = await w.d1(`SELECT COUNT(*) AS n FROM contacts WHERE email = 'intruder@example.com'`);
   assert.equal(stored[0].n, 0);
   await context.close();
+});
+
+test('time on site, scroll depth and a custom event trigger the form; texts follow the site locale', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await context.newPage();
+  await page.goto(`${fixtureOrigin}/timed.html`);
+  await sleep(1500);
+  assert.equal(await dialog(page).count(), 0, 'not before 3 seconds on site');
+  await dialog(page).waitFor({ timeout: 10_000 });
+  assert.match(await dialog(page).innerText(), /E-mail/);
+  assert.equal(await dialog(page).locator('[aria-label="Закрити"]').count(), 1, 'Ukrainian texts');
+  const box = await dialog(page).boundingBox();
+  assert.ok(box.width <= 390, `fits a phone screen: ${box.width}px`);
+  await page.screenshot({ path: join(SHOTS, 'widget-mobile-uk.png') });
+  await page.keyboard.press('Escape');
+  await context.close();
+
+  const fresh = await browser.newContext();
+  const p2 = await fresh.newPage();
+  await p2.goto(`${fixtureOrigin}/timed.html`);
+  await sleep(500);
+  await p2.click('#start');
+  await dialog(p2).waitFor({ timeout: 2_000 });
+  await fresh.close();
+
+  const scroller = await browser.newContext();
+  const p3 = await scroller.newPage();
+  await p3.goto(`${fixtureOrigin}/timed.html`);
+  await sleep(500);
+  assert.equal(await dialog(p3).count(), 0);
+  await p3.locator('#end').scrollIntoViewIfNeeded();
+  await dialog(p3).waitFor({ timeout: 2_000 });
+  await scroller.close();
 });
