@@ -81,6 +81,7 @@ test('capture -> confirmation e-mail -> POST confirm -> the promised item, exact
   const all = (await mail.messages()).filter(to(address));
   assert.equal(all.length, 2, `one confirmation and one delivery: ${all.map((m) => m.subject)}`);
   assert.equal((await w.d1(`SELECT COUNT(*) AS n FROM consent_ledger WHERE contact_id = '${contact.id}'`))[0].n, 2);
+  assert.match(w.log.join(''), /fault injection: replaying/, 'the consumer really replayed the mail jobs');
   const sends = await w.d1(`SELECT kind, status, attempts FROM sends WHERE contact_id = '${contact.id}' ORDER BY kind`);
   assert.deepEqual(sends, [
     { kind: 'confirmation', status: 'sent', attempts: 1 },

@@ -46,10 +46,20 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
             }
         }
     }
+    let replay = config::fault(env, bindings::FAULT_REPLAY_BATCHES);
+    let mut replayed = 0;
+    let mut finish = |message: &RawMessage| {
+        if replay && first_sight(&message.id()) {
+            message.retry();
+            replayed += 1;
+        } else {
+            message.ack();
+        }
+    };
     // Mail jobs one at a time: each is its own unit of success or retry.
     for (message, kind, job) in jobs {
         match doi::run(env, kind, &job, now).await {
-            JobOutcome::Done => message.ack(),
+            JobOutcome::Done => finish(message),
             JobOutcome::Retry => retry(message, age_seconds(message, now)),
         }
     }
@@ -61,17 +71,8 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
         for message in decoded {
             retry(message, age_seconds(message, now));
         }
-        return;
-    }
-    let replay = config::fault(env, bindings::FAULT_REPLAY_BATCHES);
-    let mut replayed = 0;
-    for message in decoded {
-        if replay && first_sight(&message.id()) {
-            message.retry();
-            replayed += 1;
-        } else {
-            message.ack();
-        }
+    } else {
+        decoded.into_iter().for_each(&mut finish);
     }
     if replayed > 0 {
         worker::console_warn!("fault injection: replaying {replayed} recorded messages");
