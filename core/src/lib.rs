@@ -12,6 +12,7 @@ pub mod hex;
 pub mod html;
 pub mod ids;
 pub mod iphash;
+pub mod policy;
 pub mod retry;
 pub mod site;
 pub mod stats;

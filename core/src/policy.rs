@@ -1,0 +1,533 @@
+//! Send-time guardrails: the checks every message of every campaign and chain passes just before
+//! it is sent. Pure: the adapter gathers the facts (suppression, consent, recent sends, the
+//! recipient's local time) and acts on the decision. Every skip and deferral carries its reason,
+//! so it can be recorded and shown in stats.
+
+use std::collections::BTreeMap;
+
+use crate::site::Channel;
+
+/// What kind of send this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendKind {
+    /// A campaign to its real audience (needs approval upstream).
+    Campaign,
+    /// A test send: only ever to the test list.
+    Test,
+    /// A step of a trigger chain.
+    ChainStep,
+}
+
+/// The message about to be sent.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    pub kind: SendKind,
+    pub purpose: &'a str,
+    pub channel: Channel,
+    /// Attribute constraints the content was written for, e.g. `("gender", "female")`.
+    pub audience_tags: &'a [(String, String)],
+    /// Allowed local send window, if the campaign has one.
+    pub window: Option<&'a SendWindow>,
+}
+
+/// The recipient, as the adapter found them just now.
+#[derive(Debug, Clone)]
+pub struct Recipient<'a> {
+    /// Unsubscribed, bounced, complained or imported as suppressed: never sent to again.
+    pub suppressed: bool,
+    /// Current consent per (purpose, channel) (see [`crate::consent::current`]).
+    pub consents: &'a BTreeMap<(String, Channel), bool>,
+    pub attributes: &'a BTreeMap<String, String>,
+    pub on_test_list: bool,
+    /// Whether this send key was already sent (dedupe across redeliveries and campaigns).
+    pub already_sent: bool,
+    /// Unix seconds of this contact's recent sends on this channel, any campaign or chain.
+    pub recent_sends: &'a [u64],
+    /// The contact's UTC offset now, in seconds (from their time zone; the adapter resolves DST).
+    pub utc_offset_seconds: i32,
+}
+
+/// Cross-campaign frequency caps and quiet hours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// (window seconds, most sends in that window), e.g. 1 per 16 h and 3 per 7 days.
+    pub caps: Vec<(u64, usize)>,
+    /// Local quiet hours [start, end) in hours, wrapping midnight, e.g. (21, 9).
+    pub quiet_hours: (u8, u8),
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            caps: vec![(16 * 3600, 1), (7 * 86_400, 3)],
+            quiet_hours: (21, 9),
+        }
+    }
+}
+
+/// Local days and hours a campaign may send in, e.g. B2B Tuesday-Thursday 10-17.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendWindow {
+    /// Allowed weekdays, 0 = Monday.
+    pub weekdays: Vec<u8>,
+    /// Local hours [start, end).
+    pub hours: (u8, u8),
+}
+
+/// Why a message is not sent at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    NotOnTestList,
+    Suppressed,
+    NoConsent,
+    AudienceMismatch { attribute: String },
+    AlreadySent,
+}
+
+/// Why a message waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferReason {
+    SendWindow,
+    QuietHours,
+    FrequencyCap,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Send,
+    Skip(SkipReason),
+    /// Try again at `until` (unix seconds); never dropped.
+    Defer {
+        until: u64,
+        reason: DeferReason,
+    },
+}
+
+impl SkipReason {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SkipReason::NotOnTestList => "not_on_test_list",
+            SkipReason::Suppressed => "suppressed",
+            SkipReason::NoConsent => "no_consent",
+            SkipReason::AudienceMismatch { .. } => "audience_mismatch",
+            SkipReason::AlreadySent => "already_sent",
+        }
+    }
+}
+
+impl DeferReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeferReason::SendWindow => "send_window",
+            DeferReason::QuietHours => "quiet_hours",
+            DeferReason::FrequencyCap => "frequency_cap",
+        }
+    }
+}
+
+/// Decides one message for one recipient at `now` (unix seconds).
+pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64) -> Decision {
+    // A test goes to the test list and nowhere else, whatever else holds.
+    if msg.kind == SendKind::Test && !to.on_test_list {
+        return Decision::Skip(SkipReason::NotOnTestList);
+    }
+    if to.suppressed {
+        return Decision::Skip(SkipReason::Suppressed);
+    }
+    if !to
+        .consents
+        .get(&(msg.purpose.to_owned(), msg.channel))
+        .copied()
+        .unwrap_or(false)
+    {
+        return Decision::Skip(SkipReason::NoConsent);
+    }
+    for (attribute, wanted) in msg.audience_tags {
+        // Unknown counts as a mismatch: a greeting written for one group is not a guess.
+        if to.attributes.get(attribute) != Some(wanted) {
+            return Decision::Skip(SkipReason::AudienceMismatch {
+                attribute: attribute.clone(),
+            });
+        }
+    }
+    if to.already_sent {
+        return Decision::Skip(SkipReason::AlreadySent);
+    }
+    // Tests are exempt from timing rules: the marketer is waiting for them.
+    if msg.kind == SendKind::Test {
+        return Decision::Send;
+    }
+    let local = LocalClock::new(to.utc_offset_seconds);
+    let mut earliest = now;
+    let mut reason = None;
+    // Timing rules can push each other (a window opening inside quiet hours): iterate to a fixed point.
+    for _ in 0..16 {
+        let at = local.at(earliest);
+        let next = if let Some(w) = msg.window.filter(|w| !w.allows(at.weekday, at.hour)) {
+            Some((
+                local.next_allowed(earliest, |wd, h| w.allows(wd, h)),
+                DeferReason::SendWindow,
+            ))
+        } else if in_quiet_hours(at.hour, limits.quiet_hours) {
+            Some((
+                local.next_allowed(earliest, |_, h| !in_quiet_hours(h, limits.quiet_hours)),
+                DeferReason::QuietHours,
+            ))
+        } else {
+            cap_release(to.recent_sends, &limits.caps, earliest)
+                .map(|t| (t, DeferReason::FrequencyCap))
+        };
+        match next {
+            Some((t, r)) if t > earliest => {
+                earliest = t;
+                reason.get_or_insert(r);
+            }
+            _ => break,
+        }
+    }
+    match reason {
+        Some(reason) => Decision::Defer {
+            until: earliest,
+            reason,
+        },
+        None => Decision::Send,
+    }
+}
+
+impl SendWindow {
+    fn allows(&self, weekday: u8, hour: u8) -> bool {
+        self.weekdays.contains(&weekday) && hour >= self.hours.0 && hour < self.hours.1
+    }
+}
+
+fn in_quiet_hours(hour: u8, (start, end): (u8, u8)) -> bool {
+    if start <= end {
+        hour >= start && hour < end
+    } else {
+        hour >= start || hour < end
+    }
+}
+
+/// When the tightest exceeded cap frees a slot, if any is exceeded at `t`.
+fn cap_release(recent: &[u64], caps: &[(u64, usize)], t: u64) -> Option<u64> {
+    let mut release = None;
+    for &(window, max) in caps {
+        let mut inside: Vec<u64> = recent
+            .iter()
+            .copied()
+            .filter(|&s| s + window > t && s <= t)
+            .collect();
+        if max == 0 || inside.len() < max {
+            continue;
+        }
+        inside.sort_unstable();
+        // The slot frees when the oldest send that keeps the count at `max` leaves the window.
+        let frees = inside[inside.len() - max] + window;
+        release = Some(release.map_or(frees, |r: u64| r.max(frees)));
+    }
+    release
+}
+
+struct LocalTime {
+    weekday: u8,
+    hour: u8,
+}
+
+struct LocalClock {
+    offset: i64,
+}
+
+impl LocalClock {
+    fn new(offset_seconds: i32) -> LocalClock {
+        LocalClock {
+            offset: i64::from(offset_seconds),
+        }
+    }
+
+    fn at(&self, t: u64) -> LocalTime {
+        let local = t as i64 + self.offset;
+        let days = local.div_euclid(86_400);
+        // 1970-01-01 was a Thursday (weekday 3 with Monday = 0).
+        LocalTime {
+            weekday: ((days + 3).rem_euclid(7)) as u8,
+            hour: (local.rem_euclid(86_400) / 3600) as u8,
+        }
+    }
+
+    /// The start of the first local hour at or after `t` that `ok` allows (within two weeks).
+    fn next_allowed(&self, t: u64, ok: impl Fn(u8, u8) -> bool) -> u64 {
+        let mut hour_start = t - (t as i64 + self.offset).rem_euclid(3600) as u64;
+        for _ in 0..(14 * 24) {
+            hour_start += 3600;
+            let at = self.at(hour_start);
+            if ok(at.weekday, at.hour) {
+                return hour_start;
+            }
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // 2026-11-24 is a Tuesday. 12:00 UTC.
+    const TUE_NOON: u64 = 1_795_521_600;
+
+    struct Case {
+        name: &'static str,
+        kind: SendKind,
+        tags: Vec<(String, String)>,
+        window: Option<SendWindow>,
+        suppressed: bool,
+        consent: bool,
+        gender: Option<&'static str>,
+        on_test_list: bool,
+        already_sent: bool,
+        recent: Vec<u64>,
+        offset: i32,
+        want: Decision,
+    }
+
+    fn case(name: &'static str, want: Decision) -> Case {
+        Case {
+            name,
+            kind: SendKind::Campaign,
+            tags: vec![],
+            window: None,
+            suppressed: false,
+            consent: true,
+            gender: None,
+            on_test_list: false,
+            already_sent: false,
+            recent: vec![],
+            offset: 0,
+            want,
+        }
+    }
+
+    #[test]
+    fn table() {
+        let female = vec![("gender".to_owned(), "female".to_owned())];
+        let b2b = SendWindow {
+            weekdays: vec![1, 2, 3],
+            hours: (10, 17),
+        };
+        let h = 3600;
+        let cases = vec![
+            case("plain send at noon", Decision::Send),
+            Case {
+                suppressed: true,
+                ..case("suppressed contact", Decision::Skip(SkipReason::Suppressed))
+            },
+            Case {
+                consent: false,
+                ..case(
+                    "no consent for the purpose",
+                    Decision::Skip(SkipReason::NoConsent),
+                )
+            },
+            Case {
+                tags: female.clone(),
+                gender: Some("male"),
+                ..case(
+                    "women's-day letter to a man",
+                    Decision::Skip(SkipReason::AudienceMismatch {
+                        attribute: "gender".into(),
+                    }),
+                )
+            },
+            Case {
+                tags: female.clone(),
+                ..case(
+                    "tagged letter, gender unknown",
+                    Decision::Skip(SkipReason::AudienceMismatch {
+                        attribute: "gender".into(),
+                    }),
+                )
+            },
+            Case {
+                tags: female,
+                gender: Some("female"),
+                ..case("tagged letter, matching", Decision::Send)
+            },
+            Case {
+                already_sent: true,
+                ..case(
+                    "same send key twice",
+                    Decision::Skip(SkipReason::AlreadySent),
+                )
+            },
+            Case {
+                kind: SendKind::Test,
+                ..case(
+                    "test to the whole list",
+                    Decision::Skip(SkipReason::NotOnTestList),
+                )
+            },
+            Case {
+                kind: SendKind::Test,
+                on_test_list: true,
+                offset: 11 * 3600,
+                recent: vec![TUE_NOON - 60],
+                ..case("test to the test list ignores timing", Decision::Send)
+            },
+            Case {
+                kind: SendKind::Test,
+                suppressed: true,
+                on_test_list: true,
+                ..case(
+                    "a suppressed tester still gets nothing",
+                    Decision::Skip(SkipReason::Suppressed),
+                )
+            },
+            Case {
+                offset: 11 * 3600, // 23:00 local
+                ..case(
+                    "quiet hours defer to 09:00 local",
+                    Decision::Defer {
+                        until: TUE_NOON + 10 * h,
+                        reason: DeferReason::QuietHours,
+                    },
+                )
+            },
+            Case {
+                offset: -4 * 3600, // 08:00 local
+                ..case(
+                    "early morning defers an hour",
+                    Decision::Defer {
+                        until: TUE_NOON + h,
+                        reason: DeferReason::QuietHours,
+                    },
+                )
+            },
+            Case {
+                recent: vec![TUE_NOON - 2 * h],
+                // Frees at 02:00, inside quiet hours: 09:00.
+                ..case(
+                    "1 per 16 h cap",
+                    Decision::Defer {
+                        until: TUE_NOON + 21 * h,
+                        reason: DeferReason::FrequencyCap,
+                    },
+                )
+            },
+            Case {
+                recent: vec![
+                    TUE_NOON - 3 * 86_400,
+                    TUE_NOON - 2 * 86_400,
+                    TUE_NOON - 86_400,
+                ],
+                ..case(
+                    "3 per week cap",
+                    Decision::Defer {
+                        until: TUE_NOON + 4 * 86_400,
+                        reason: DeferReason::FrequencyCap,
+                    },
+                )
+            },
+            Case {
+                recent: vec![TUE_NOON - 20 * h],
+                ..case("last send 20 h ago is fine", Decision::Send)
+            },
+            Case {
+                window: Some(b2b.clone()),
+                ..case("B2B window open on Tuesday noon", Decision::Send)
+            },
+            Case {
+                window: Some(b2b.clone()),
+                offset: 6 * 3600, // Tuesday 18:00 local
+                ..case(
+                    "B2B window closed in the evening",
+                    Decision::Defer {
+                        until: TUE_NOON + 16 * h,
+                        reason: DeferReason::SendWindow,
+                    },
+                )
+            },
+            Case {
+                window: Some(b2b),
+                recent: vec![TUE_NOON - 2 * h],
+                // Cap frees at 02:00 Wednesday, inside quiet hours and outside the window: 10:00.
+                ..case(
+                    "cap, then quiet hours, then the window",
+                    Decision::Defer {
+                        until: TUE_NOON + 22 * h,
+                        reason: DeferReason::FrequencyCap,
+                    },
+                )
+            },
+        ];
+        for c in cases {
+            let consents = BTreeMap::from([(("newsletter".to_owned(), Channel::Email), c.consent)]);
+            let attributes: BTreeMap<String, String> = c
+                .gender
+                .map(|g| [("gender".to_owned(), g.to_owned())].into())
+                .unwrap_or_default();
+            let msg = Outgoing {
+                kind: c.kind,
+                purpose: "newsletter",
+                channel: Channel::Email,
+                audience_tags: &c.tags,
+                window: c.window.as_ref(),
+            };
+            let to = Recipient {
+                suppressed: c.suppressed,
+                consents: &consents,
+                attributes: &attributes,
+                on_test_list: c.on_test_list,
+                already_sent: c.already_sent,
+                recent_sends: &c.recent,
+                utc_offset_seconds: c.offset,
+            };
+            assert_eq!(
+                decide(&msg, &to, &Limits::default(), TUE_NOON),
+                c.want,
+                "{}",
+                c.name
+            );
+        }
+    }
+
+    #[test]
+    fn eleven_letters_in_twelve_minutes_become_one() {
+        // Two overlapping chains try to send 11 letters within 12 minutes; with each send recorded,
+        // only the first goes out and every other one is deferred, none dropped.
+        let consents = BTreeMap::from([(("newsletter".to_owned(), Channel::Email), true)]);
+        let attributes = BTreeMap::new();
+        let mut sent: Vec<u64> = vec![];
+        let mut deferred = 0;
+        for i in 0..11u64 {
+            let now = TUE_NOON + i * 72;
+            let msg = Outgoing {
+                kind: SendKind::ChainStep,
+                purpose: "newsletter",
+                channel: Channel::Email,
+                audience_tags: &[],
+                window: None,
+            };
+            let to = Recipient {
+                suppressed: false,
+                consents: &consents,
+                attributes: &attributes,
+                on_test_list: false,
+                already_sent: false,
+                recent_sends: &sent,
+                utc_offset_seconds: 0,
+            };
+            match decide(&msg, &to, &Limits::default(), now) {
+                Decision::Send => sent.push(now),
+                Decision::Defer {
+                    reason: DeferReason::FrequencyCap,
+                    until,
+                } => {
+                    assert!(until > now);
+                    deferred += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((sent.len(), deferred), (1, 10));
+    }
+}
