@@ -65,6 +65,18 @@ pub enum SmtpError {
 }
 
 impl SmtpError {
+    /// A summary fit for logs: the class and reply code, never the server's text (which often
+    /// quotes the recipient's address).
+    pub fn summary(&self) -> String {
+        match self {
+            SmtpError::Io(e) => format!("connection {:?}", e.kind()),
+            SmtpError::Transient { code, .. } => format!("temporary failure {code}"),
+            SmtpError::Permanent { code, .. } => format!("permanent failure {code}"),
+            SmtpError::Protocol(_) => "protocol error".into(),
+            SmtpError::Tls(_) => "STARTTLS unavailable".into(),
+        }
+    }
+
     /// Should the caller try again later?
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -268,6 +280,19 @@ mod tests {
         );
         assert_eq!(dot_stuff(b".\r\n"), b"..\r\n".to_vec());
         assert_eq!(dot_stuff(b""), b"\r\n".to_vec());
+    }
+
+    #[test]
+    fn log_summary_never_quotes_the_server() {
+        let e = SmtpError::Permanent {
+            code: 550,
+            message: "<ann@example.com> no such user".into(),
+        };
+        assert_eq!(e.summary(), "permanent failure 550");
+        assert!(
+            e.to_string().contains("ann@example.com"),
+            "the full text is still there for the sends table"
+        );
     }
 
     #[test]

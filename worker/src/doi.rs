@@ -168,9 +168,10 @@ async fn try_run(
             outcome.detail = Some(&detail);
             store::record_send(env, &outcome, now).await?;
             worker::console_warn!(
-                "{} for {}: {detail}; will retry",
+                "{} for {}: {}; will retry",
                 kind.as_str(),
-                job.capture
+                job.capture,
+                e.summary()
             );
             Ok(JobOutcome::Retry)
         }
@@ -180,7 +181,12 @@ async fn try_run(
             outcome.detail = Some(&detail);
             store::record_send(env, &outcome, now).await?;
             store::suppress(env, &capture.contact_id, "bounced", &capture.site_id, now).await?;
-            worker::console_error!("{} for {} bounced: {detail}", kind.as_str(), job.capture);
+            worker::console_error!(
+                "{} for {} bounced: {}",
+                kind.as_str(),
+                job.capture,
+                e.summary()
+            );
             Ok(JobOutcome::Done)
         }
     }
