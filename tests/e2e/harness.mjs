@@ -151,8 +151,9 @@ dead_letter_queue = "epistola-events-dlq"
  * Starts a real SMTP sink (maildev: SMTP + REST API) on free loopback ports.
  * Returns { smtpPort, messages(), waitFor(predicate), stop() }.
  */
-export async function startMailSink() {
-  const [smtpPort, webPort] = [await freePort(), await freePort()];
+export async function startMailSink({ smtpPort: fixedSmtp, webPort: fixedWeb } = {}) {
+  const smtpPort = fixedSmtp ?? (await freePort());
+  const webPort = fixedWeb ?? (await freePort());
   const child = spawn(join(ROOT, 'node_modules/.bin/maildev'),
     ['--smtp', String(smtpPort), '--web', String(webPort), '--ip', '127.0.0.1', '--web-ip', '127.0.0.1'],
     { env: ENV, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -190,7 +191,7 @@ export async function startMailSink() {
       // already gone
     }
   };
-  return { smtpPort, base, messages, waitFor, stop, log };
+  return { smtpPort, webPort, base, messages, waitFor, stop, log };
 }
 
 /** Calls the JSON API. */

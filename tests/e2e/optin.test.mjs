@@ -12,8 +12,10 @@ const CONSENT = { purpose: IN_FORM.purpose, channel: 'email', text_version: IN_F
 
 let w;
 let mail;
+let mailPorts;
 before(async () => {
   mail = await startMailSink();
+  mailPorts = { smtpPort: mail.smtpPort, webPort: mail.webPort };
   w = await startWorker({
     vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off', FAULT_REPLAY_BATCHES: '1' },
   });
@@ -125,4 +127,35 @@ test('confirm and preference links are purpose-bound and tamper-proof', async ()
   }
   const [contact] = await w.d1(`SELECT status FROM contacts WHERE email = '${address}'`);
   assert.equal(contact.status, 'pending');
+});
+
+test('SMTP sink down: the confirmation is retried with backoff and delivered once it is back', async () => {
+  mail.stop();
+  await sleep(500);
+  const address = 'patient-reader@example.com';
+  const r = await fetch(`${w.url}/v1/capture`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', origin: ORIGIN, 'cf-connecting-ip': '198.51.100.42' },
+    body: JSON.stringify({ site: 'demo', email: address, consents: [CONSENT] }),
+  });
+  assert.equal(r.status, 202, 'the capture is accepted while the mail server is down');
+  const sendOf = async () =>
+    (await w.d1(`SELECT s.status, s.attempts, s.detail FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE c.email = '${address}'`))[0];
+  const deadline = Date.now() + 20_000;
+  let failed;
+  while (!(failed = await sendOf())) {
+    assert.ok(Date.now() < deadline, 'the first attempt was never recorded');
+    await sleep(300);
+  }
+  assert.equal(failed.status, 'retrying', JSON.stringify(failed));
+  assert.match(failed.detail, /connection/);
+
+  mail = await startMailSink(mailPorts);
+  const [confirmation] = await mail.waitFor(to(address), { what: 'confirmation after the sink came back', timeoutMs: 45_000 });
+  assert.match(confirmation.subject, new RegExp(DEMO_SITE.promise.title));
+  const sent = await sendOf();
+  assert.equal(sent.status, 'sent');
+  assert.ok(sent.attempts >= 2, `retried: ${JSON.stringify(sent)}`);
+  await sleep(3000);
+  assert.equal((await mail.messages()).filter(to(address)).length, 1, 'delivered once');
 });
