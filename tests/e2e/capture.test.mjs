@@ -146,3 +146,13 @@ test('list-bombing one address from many IPs stops after 3 per hour', async () =
   assert.equal(await count(`SELECT COUNT(*) AS n FROM captures c JOIN contacts k ON k.id = c.contact_id WHERE k.email = 'victim@example.com'`), 3);
   assert.equal(await contactsWith('victim@example.com'), 1, 'one contact, however often captured');
 });
+
+test('cron deletes ended rate-limit windows and keeps the live ones', async () => {
+  await w.d1(`INSERT INTO rate_limits (key, window, n, expires_at) VALUES ('ip:ended', 1, 5, 600)`);
+  const live = await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE expires_at > unixepoch()`);
+  assert.ok(live > 0, 'the captures above left live windows');
+  const r = await fetch(`${w.url}/__scheduled?cron=*/15+*+*+*+*`);
+  assert.equal(r.status, 200);
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE key = 'ip:ended'`), 0);
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE expires_at > unixepoch()`), live);
+});

@@ -47,7 +47,8 @@ const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches).
+ * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches). `GET /__scheduled`
+ * runs the cron handler (wrangler's --test-scheduled).
  * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
  */
 export async function startWorker({ vars = {} } = {}) {
@@ -106,9 +107,19 @@ dead_letter_queue = "epistola-events-dlq"
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
     .join(', ');
+  // Reads the worker's local D1 from a second process. SQLite answers BUSY while the running worker
+  // holds its write lock for a moment: wait and try again (other errors are real and thrown).
   const d1 = async (sql) => {
-    const { stdout } = await wr(['d1', 'execute', 'DB', '--local', ...common, '--json', '--command', sql]);
-    return JSON.parse(stdout)[0].results;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const { stdout } = await wr(['d1', 'execute', 'DB', '--local', ...common, '--json', '--command', sql]);
+        return JSON.parse(stdout)[0].results;
+      } catch (e) {
+        const busy = /SQLITE_BUSY|database is locked/.test(`${e.message}${e.stderr ?? ''}`);
+        if (!busy || attempt >= 10) throw e;
+        await sleep(200 * attempt);
+      }
+    }
   };
   await d1(`INSERT INTO api_tokens (id, token_hash, name, scopes, created_at, revoked_at) VALUES ${rows}`);
 
@@ -117,7 +128,7 @@ dead_letter_queue = "epistola-events-dlq"
   const child = spawn(
     WRANGLER,
     ['dev', '--local', ...common, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
-      '--show-interactive-dev-session=false', '--log-level', 'warn'],
+      '--show-interactive-dev-session=false', '--log-level', 'warn', '--test-scheduled'],
     { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout.on('data', (d) => log.push(String(d)));

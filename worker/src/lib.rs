@@ -1,9 +1,13 @@
 //! Epistola's Cloudflare Worker: a thin adapter around `epistola-core`.
 //!
 //! `fetch` routes requests (one module per route family under `routes/`); `queue` consumes tracked
-//! events into D1 rollups. Time is read once per invocation here and passed down.
+//! events into D1 rollups and runs mail jobs; `scheduled` (cron) keeps tables bounded. Time is read
+//! once per invocation here and passed down.
 
-use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result};
+use worker::{
+    event, Context, Date, Env, MessageBatch, Request, Response, Result, ScheduleContext,
+    ScheduledEvent,
+};
 
 mod bindings;
 mod config;
@@ -29,4 +33,13 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
 async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) -> Result<()> {
     consumer::consume(&batch, &env, now_seconds()).await;
     Ok(())
+}
+
+/// Cron (wrangler.toml `[triggers]`): housekeeping that keeps tables bounded.
+#[event(scheduled)]
+async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    match store::prune_rate_limits(&env, now_seconds()).await {
+        Ok(n) => worker::console_log!("cron: pruned {n} expired rate-limit windows"),
+        Err(e) => worker::console_error!("cron: pruning rate limits failed: {e}"),
+    }
 }

@@ -210,10 +210,14 @@ pub async fn count_and_check(
     for (key, (_, window)) in limits {
         statements.push(
             db.prepare(
-                "INSERT INTO rate_limits (key, window, n) VALUES (?1, ?2, 1) \
+                "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, ?2, 1, ?3) \
                  ON CONFLICT (key, window) DO UPDATE SET n = n + 1 RETURNING n",
             )
-            .bind(&[text(key), int((now / window) as i64)])?,
+            .bind(&[
+                text(key),
+                int((now / window) as i64),
+                int(((now / window + 1) * window) as i64),
+            ])?,
         );
     }
     let results = db.batch(statements).await?;
@@ -495,4 +499,18 @@ pub async fn append_consent_changes(
     }
     db.batch(statements).await?;
     Ok(())
+}
+
+/// Deletes rate-limit windows that have ended; returns how many rows went.
+pub async fn prune_rate_limits(env: &Env, now: u64) -> Result<u64> {
+    let result = env
+        .d1(bindings::DB)?
+        .prepare("DELETE FROM rate_limits WHERE expires_at <= ?1")
+        .bind(&[int(now as i64)])?
+        .run()
+        .await?;
+    Ok(result
+        .meta()?
+        .and_then(|m| m.changes)
+        .map_or(0, |c| c as u64))
 }
