@@ -112,12 +112,7 @@ pub async fn read_limited(req: &mut worker::Request, limit: usize) -> ApiResult<
             format!("the body must be at most {limit} bytes"),
         )
     };
-    let declared = req
-        .headers()
-        .get("Content-Length")
-        .ok()
-        .flatten()
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = header(req, "Content-Length").and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
@@ -147,16 +142,7 @@ pub async fn read_json<T: serde::de::DeserializeOwned>(
     req: &mut worker::Request,
     limit: usize,
 ) -> ApiResult<T> {
-    let content_type = req
-        .headers()
-        .get("Content-Type")
-        .ok()
-        .flatten()
-        .unwrap_or_default();
-    if !content_type
-        .to_ascii_lowercase()
-        .starts_with("application/json")
-    {
+    if !content_type(req).starts_with("application/json") {
         return Err(ApiError::new(
             415,
             "unsupported_media_type",

@@ -54,12 +54,7 @@ pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
         .map_err(ApiError::invalid)
         .map_err(|e| e.with_cors(&origin))?;
 
-    let ip = req
-        .headers()
-        .get("CF-Connecting-IP")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "unknown".into());
+    let ip = http::header(&req, "CF-Connecting-IP").unwrap_or_else(|| "unknown".into());
     let ip_hash = config::ip_hash_key(env).map(|k| hash_ip(k.as_bytes(), &ip, now));
     let ip_key = format!("ip:{}", ip_hash.as_deref().unwrap_or(&ip));
     let address_key = format!("addr:{}", epistola_core::auth::hash_api_token(&valid.email));
