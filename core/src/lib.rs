@@ -16,6 +16,7 @@ pub mod policy;
 pub mod retry;
 pub mod site;
 pub mod stats;
+pub mod text;
 pub mod token;
 pub mod track;
 pub mod url;

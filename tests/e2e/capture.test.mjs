@@ -90,6 +90,20 @@ test('a capture stores the contact, the answers and a consent ledger entry, all 
   );
 });
 
+test('a long non-ASCII User-Agent is stored clipped on a character boundary, not a crash', async () => {
+  // Sent as Latin-1 bytes; the runtime turns each non-UTF-8 byte into U+FFFD (3 bytes in UTF-8),
+  // so byte 512 of the string the worker sees falls inside a character.
+  const ua = 'x' + 'é'.repeat(400);
+  const r = await fetch(`${w.url}/v1/capture`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', origin: ORIGIN, 'user-agent': ua, 'cf-connecting-ip': '203.0.113.250' },
+    body: JSON.stringify({ site: 'demo', email: 'long-ua@example.com', consents: [CONSENT] }),
+  });
+  assert.equal(r.status, 202, await r.text());
+  const [row] = await w.d1(`SELECT l.user_agent FROM consent_ledger l JOIN contacts c ON c.id = l.contact_id WHERE c.email = 'long-ua@example.com'`);
+  assert.equal(row.user_agent, 'x' + '\uFFFD'.repeat(170), 'the longest whole-character prefix within 512 bytes');
+});
+
 test('bad captures get the right status, name the field, and store nothing', async () => {
   const good = { site: 'demo', email: 'bad-input@example.com', consents: [CONSENT] };
   const cases = [

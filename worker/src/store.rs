@@ -10,6 +10,13 @@ use worker::{D1PreparedStatement, Env, QueueContentType, RawMessageBuilder, Resu
 
 use crate::bindings;
 
+/// User agents are kept for consent proof, up to this many bytes.
+const MAX_USER_AGENT_BYTES: usize = 512;
+
+fn clip_user_agent(ua: &str) -> &str {
+    epistola_core::text::clip(ua, MAX_USER_AGENT_BYTES)
+}
+
 /// D1 binds at most 100 parameters per statement.
 const MAX_BOUND_PARAMS: usize = 100;
 
@@ -276,7 +283,7 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
             text(&c.valid.form),
             text(&fields),
             opt(c.ip_hash),
-            opt(c.user_agent.map(|ua| &ua[..ua.len().min(512)])),
+            opt(c.user_agent.map(clip_user_agent)),
             now.clone(),
         ])?,
     ];
@@ -294,7 +301,7 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
                 text(channel.as_str()),
                 text(version),
                 opt(c.ip_hash),
-                opt(c.user_agent.map(|ua| &ua[..ua.len().min(512)])),
+                opt(c.user_agent.map(clip_user_agent)),
                 now.clone(),
             ])?,
         );
@@ -378,7 +385,7 @@ pub async fn confirm_capture(
     let db = env.d1(bindings::DB)?;
     let pending = "EXISTS (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')";
     let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
-    let ua = user_agent.map(|ua| &ua[..ua.len().min(512)]);
+    let ua = user_agent.map(clip_user_agent);
     let args = [
         text(capture),
         text(contact),
@@ -476,7 +483,7 @@ pub async fn append_consent_changes(
     }
     let db = env.d1(bindings::DB)?;
     let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
-    let ua = user_agent.map(|ua| &ua[..ua.len().min(512)]);
+    let ua = user_agent.map(clip_user_agent);
     let mut statements = Vec::with_capacity(changes.len());
     for c in changes {
         statements.push(
