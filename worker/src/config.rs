@@ -4,7 +4,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use epistola_core::token::Keyring;
+use epistola_core::iphash::hash_ip;
+use epistola_core::token::{Claims, Keyring, Purpose, TokenError};
 use worker::Env;
 
 use crate::bindings;
@@ -53,6 +54,24 @@ pub fn ip_hash_key(env: &Env) -> Option<Rc<str>> {
             .get_or_insert_with(|| text(env, bindings::IP_HASH_KEY).map(Rc::from))
             .clone()
     })
+}
+
+/// Verifies a token with the configured key ring. A missing or broken ring is logged by
+/// [`keyring`]; to the client it looks like a bad token.
+pub fn verify_token(
+    env: &Env,
+    token: &str,
+    purpose: Purpose,
+    now: u64,
+) -> Result<Claims, TokenError> {
+    keyring(env)
+        .ok_or(TokenError::BadSignature)?
+        .verify(token, purpose, now)
+}
+
+/// The daily-rotated hash of a client IP, if both the IP and the key are there.
+pub fn hash_client_ip(env: &Env, ip: Option<&str>, now: u64) -> Option<String> {
+    Some(hash_ip(ip_hash_key(env)?.as_bytes(), ip?, now))
 }
 
 /// Whether a test-only fault switch is on.

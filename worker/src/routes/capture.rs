@@ -3,7 +3,6 @@
 
 use epistola_core::capture::{validate_capture, CaptureRequest, MAX_CAPTURE_BYTES};
 use epistola_core::event::{CaptureJob, QueueMessage};
-use epistola_core::iphash::hash_ip;
 use worker::{Env, Request, Response};
 
 use super::sites::site_for_origin;
@@ -55,7 +54,7 @@ pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
         .map_err(|e| e.with_cors(&origin))?;
 
     let ip = http::header(&req, "CF-Connecting-IP").unwrap_or_else(|| "unknown".into());
-    let ip_hash = config::ip_hash_key(env).map(|k| hash_ip(k.as_bytes(), &ip, now));
+    let ip_hash = config::hash_client_ip(env, Some(&ip), now);
     let ip_key = format!("ip:{}", ip_hash.as_deref().unwrap_or(&ip));
     let address_key = format!("addr:{}", epistola_core::auth::hash_api_token(&valid.email));
     let within = store::count_and_check(

@@ -4,7 +4,6 @@
 
 use epistola_core::consent::{current, preference_changes};
 use epistola_core::event::{CaptureJob, QueueMessage};
-use epistola_core::iphash::hash_ip;
 use epistola_core::site::{Channel, SiteConfig};
 use epistola_core::token::{Claims, Purpose, TokenError};
 use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
@@ -13,12 +12,6 @@ use worker::{Env, FormEntry, Request, Response};
 use crate::doi;
 use crate::http::{self, escape_html};
 use crate::{config, store};
-
-fn verify(env: &Env, token: &str, purpose: Purpose, now: u64) -> Result<Claims, TokenError> {
-    config::keyring(env)
-        .ok_or(TokenError::BadSignature)?
-        .verify(token, purpose, now)
-}
 
 fn invalid_page(title: &str, e: &TokenError) -> Response {
     let why = match e {
@@ -38,19 +31,14 @@ fn unavailable(title: &str, context: &str, e: impl std::fmt::Display) -> Respons
 }
 
 fn client(req: &Request, env: &Env, now: u64) -> (Option<String>, Option<String>) {
-    let ip_hash = match (
-        config::ip_hash_key(env),
-        http::header(req, "CF-Connecting-IP"),
-    ) {
-        (Some(key), Some(ip)) => Some(hash_ip(key.as_bytes(), &ip, now)),
-        _ => None,
-    };
+    let ip_hash =
+        config::hash_client_ip(env, http::header(req, "CF-Connecting-IP").as_deref(), now);
     (ip_hash, http::header(req, "User-Agent"))
 }
 
 /// `GET /confirm/{token}`: a page with one button. Confirms nothing.
 pub fn confirm_page(env: &Env, token: &str, now: u64) -> Response {
-    match verify(env, token, Purpose::Confirm, now) {
+    match config::verify_token(env, token, Purpose::Confirm, now) {
         Ok(_) => http::page(
             200,
             "Confirm your address",
@@ -65,7 +53,7 @@ pub fn confirm_page(env: &Env, token: &str, now: u64) -> Response {
 /// other purposes instead of subscribing the visitor to them.
 pub async fn confirm(req: Request, env: &Env, token: &str, now: u64) -> Response {
     const TITLE: &str = "Confirm your address";
-    let claims = match verify(env, token, Purpose::Confirm, now) {
+    let claims = match config::verify_token(env, token, Purpose::Confirm, now) {
         Ok(c) => c,
         Err(e) => return invalid_page(TITLE, &e),
     };
@@ -141,7 +129,7 @@ pub async fn confirm(req: Request, env: &Env, token: &str, now: u64) -> Response
 /// `GET /p/{token}`: every consent the site offers, as the contact has it now.
 pub async fn preferences_page(env: &Env, token: &str, now: u64) -> Response {
     const TITLE: &str = "Your subscriptions";
-    let claims = match verify(env, token, Purpose::Preferences, now) {
+    let claims = match config::verify_token(env, token, Purpose::Preferences, now) {
         Ok(c) => c,
         Err(e) => return invalid_page(TITLE, &e),
     };
@@ -154,7 +142,7 @@ pub async fn preferences_page(env: &Env, token: &str, now: u64) -> Response {
 /// `POST /p/{token}`: the ticked boxes become `given` / `withdrawn` ledger rows.
 pub async fn save_preferences(mut req: Request, env: &Env, token: &str, now: u64) -> Response {
     const TITLE: &str = "Your subscriptions";
-    let claims = match verify(env, token, Purpose::Preferences, now) {
+    let claims = match config::verify_token(env, token, Purpose::Preferences, now) {
         Ok(c) => c,
         Err(e) => return invalid_page(TITLE, &e),
     };

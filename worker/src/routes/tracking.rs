@@ -7,7 +7,6 @@ use std::net::IpAddr;
 
 use epistola_core::classify::{classify, Interaction, Signals};
 use epistola_core::event::{event_id, EventKind, QueueMessage, TrackEvent};
-use epistola_core::iphash::hash_ip;
 use epistola_core::token::{Claims, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
@@ -17,7 +16,7 @@ use crate::{config, random, store};
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
     let token = token.strip_suffix(".gif").unwrap_or(token);
-    if let Ok(claims) = verify(env, token, Purpose::Open, now) {
+    if let Ok(claims) = config::verify_token(env, token, Purpose::Open, now) {
         record(req, env, ctx, EventKind::Open, &claims, now);
     }
     http::pixel()
@@ -25,7 +24,7 @@ pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> R
 
 /// `GET|HEAD /c/{token}`: `302` to the signed destination, or a `400` page with no `Location`.
 pub fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
-    match verify(env, token, Purpose::Click, now) {
+    match config::verify_token(env, token, Purpose::Click, now) {
         Ok(claims) => {
             let Some(link) = &claims.link else {
                 // verify() guarantees a link on click tokens; stay total anyway.
@@ -42,7 +41,7 @@ pub fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> 
 /// `GET /u/{token}`: a page with one button. Changes nothing, so mail scanners that follow every
 /// link cannot unsubscribe anyone.
 pub fn unsubscribe_page(env: &Env, token: &str, now: u64) -> Response {
-    match verify(env, token, Purpose::Unsubscribe, now) {
+    match config::verify_token(env, token, Purpose::Unsubscribe, now) {
         Ok(_) => http::page(
             200,
             "Unsubscribe",
@@ -63,7 +62,7 @@ pub async fn unsubscribe(
     token: &str,
     now: u64,
 ) -> Response {
-    let claims = match verify(env, token, Purpose::Unsubscribe, now) {
+    let claims = match config::verify_token(env, token, Purpose::Unsubscribe, now) {
         Ok(c) => c,
         Err(e) => return unsubscribe_error_page(&e),
     };
@@ -109,12 +108,6 @@ async fn is_one_click_body(req: &mut Request) -> bool {
     }
 }
 
-fn verify(env: &Env, token: &str, purpose: Purpose, now: u64) -> Result<Claims, TokenError> {
-    // A missing key ring is logged by config::keyring; to the client it looks like a bad token.
-    let keys = config::keyring(env).ok_or(TokenError::BadSignature)?;
-    keys.verify(token, purpose, now)
-}
-
 fn invalid_link_page() -> Response {
     http::page(400, "This link is not valid", "<p>The link may have been altered or cut off. Try the link from the original email again.</p>")
 }
@@ -154,10 +147,7 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
             (Some(c.label), Some(c.reason))
         }
     };
-    let ip_hash = match (config::ip_hash_key(env), ip_text) {
-        (Some(key), Some(ip)) => Some(hash_ip(key.as_bytes(), &ip, now)),
-        _ => None,
-    };
+    let ip_hash = config::hash_client_ip(env, ip_text.as_deref(), now);
     let Some(random) = random::bytes16() else {
         return;
     };
