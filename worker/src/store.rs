@@ -24,6 +24,11 @@ fn text(s: &str) -> JsValue {
     JsValue::from_str(s)
 }
 
+/// A text value, or SQL NULL.
+fn opt_text(s: Option<&str>) -> JsValue {
+    s.map_or(JsValue::NULL, text)
+}
+
 fn int(n: i64) -> JsValue {
     // D1 numbers are JS numbers; every value here is far below 2^53.
     JsValue::from_f64(n as f64)
@@ -119,7 +124,7 @@ pub async fn record_events(env: &Env, events: &[TrackEvent], now: u64) -> Result
                 text(e.reason.map_or("", |r| r.as_str())),
                 int(e.at as i64),
                 int(hour_bucket(e.at) as i64),
-                e.ip_hash.as_deref().map_or(JsValue::NULL, text),
+                opt_text(e.ip_hash.as_deref()),
                 int(now as i64),
             ]);
         }
@@ -262,7 +267,6 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
     let fields = serde_json::to_string(&c.valid.fields)?;
     let email = text(&c.valid.email);
     let now = int(c.now as i64);
-    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
     let contact_of = "(SELECT id FROM contacts WHERE email = ?)";
     let mut statements = vec![
         db.prepare(
@@ -271,7 +275,7 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
              ON CONFLICT (email) DO UPDATE SET phone = COALESCE(excluded.phone, phone), \
              fields = json_patch(fields, excluded.fields), updated_at = excluded.updated_at",
         )
-        .bind(&[text(c.new_contact_id), email.clone(), opt(c.valid.phone.as_deref()), text(&fields), now.clone()])?,
+        .bind(&[text(c.new_contact_id), email.clone(), opt_text(c.valid.phone.as_deref()), text(&fields), now.clone()])?,
         db.prepare(format!(
             "INSERT INTO captures (id, contact_id, site_id, form, fields, status, ip_hash, user_agent, created_at) \
              VALUES (?, {contact_of}, ?, ?, ?, 'pending_confirmation', ?, ?, ?)"
@@ -282,8 +286,8 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
             text(c.site),
             text(&c.valid.form),
             text(&fields),
-            opt(c.ip_hash),
-            opt(c.user_agent.map(clip_user_agent)),
+            opt_text(c.ip_hash),
+            opt_text(c.user_agent.map(clip_user_agent)),
             now.clone(),
         ])?,
     ];
@@ -300,8 +304,8 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
                 text(purpose),
                 text(channel.as_str()),
                 text(version),
-                opt(c.ip_hash),
-                opt(c.user_agent.map(clip_user_agent)),
+                opt_text(c.ip_hash),
+                opt_text(c.user_agent.map(clip_user_agent)),
                 now.clone(),
             ])?,
         );
@@ -363,7 +367,7 @@ pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()>
             text(o.contact),
             text(o.capture),
             text(o.status),
-            o.detail.map_or(JsValue::NULL, text),
+            opt_text(o.detail),
             int(now as i64),
         ])?
         .run()
@@ -384,14 +388,13 @@ pub async fn confirm_capture(
 ) -> Result<Option<String>> {
     let db = env.d1(bindings::DB)?;
     let pending = "EXISTS (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')";
-    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
     let ua = user_agent.map(clip_user_agent);
     let args = [
         text(capture),
         text(contact),
         int(now as i64),
-        opt(ip_hash),
-        opt(ua),
+        opt_text(ip_hash),
+        opt_text(ua),
     ];
     let results = db
         .batch(vec![
@@ -482,7 +485,6 @@ pub async fn append_consent_changes(
         return Ok(());
     }
     let db = env.d1(bindings::DB)?;
-    let opt = |v: Option<&str>| v.map_or(JsValue::NULL, text);
     let ua = user_agent.map(clip_user_agent);
     let mut statements = Vec::with_capacity(changes.len());
     for c in changes {
@@ -498,8 +500,8 @@ pub async fn append_consent_changes(
                 text(c.channel.as_str()),
                 text(c.action.as_str()),
                 text(&c.text_version),
-                opt(ip_hash),
-                opt(ua),
+                opt_text(ip_hash),
+                opt_text(ua),
                 int(now as i64),
             ])?,
         );
