@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs Epistola locally: the worker under `wrangler dev` with
+# Installs what is missing, builds, and runs Epistola locally: both workers under `wrangler dev` with
 # local D1, KV and Queues (state in .wrangler/), a real SMTP sink with a web UI (maildev), and the
 # demo shop on another origin with the widget embedded. Prints a fresh demo API token and a signed
 # demo campaign. Ctrl-C stops everything.
@@ -20,6 +20,9 @@ if [ ! -f .dev.vars ]; then
   echo "creating .dev.vars with fresh local secrets"
   printf 'SIGNING_KEYS="1:%s"\nIP_HASH_KEY="%s"\n' "$(rand)" "$(rand)" > .dev.vars
 fi
+# The sending worker signs with the same key ring and delivers to the local sink.
+{ grep '^SIGNING_KEYS=' .dev.vars
+  printf 'SMTP_HOST="127.0.0.1"\nSMTP_PORT="%s"\nSMTP_STARTTLS="off"\n' "$MAIL_SMTP"; } > send-worker/.dev.vars
 
 wrangler d1 migrations apply DB --local >/dev/null
 TOKEN="ep_$(rand)"
@@ -34,8 +37,10 @@ maildev --smtp "$MAIL_SMTP" --web "$MAIL_WEB" --ip 127.0.0.1 --web-ip 127.0.0.1 
 PIDS+=($!)
 node scripts/static-server.mjs demo "$SHOP_PORT" "$BASE" &
 PIDS+=($!)
-wrangler dev --local --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false \
-  --var SMTP_HOST:127.0.0.1 --var SMTP_PORT:"$MAIL_SMTP" --var SMTP_STARTTLS:off &
+# Both workers in one process (shared local D1, KV and queues; the edge reaches the sending worker
+# through its service binding).
+wrangler dev -c wrangler.toml -c send-worker/wrangler.toml --local --persist-to .wrangler/state \
+  --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false &
 PIDS+=($!)
 until node -e "fetch('$BASE/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; do sleep 0.3; done
 

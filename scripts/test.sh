@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs every check and test: formatting, lints (native and wasm),
-# the core's unit/property/vector tests, a release build of the worker (with its size budget), and
-# the end-to-end tests against that build under wrangler dev with local D1 and Queues.
+# the core's unit/property/vector tests, a release build of both workers (with their size budgets),
+# and the end-to-end tests against that build under wrangler dev with local D1 and Queues.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -16,7 +16,7 @@ node capture-widget/build.mjs
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p epistola-worker --target wasm32-unknown-unknown --locked -- -D warnings
+cargo clippy -p epistola-worker -p epistola-send-worker --target wasm32-unknown-unknown --locked -- -D warnings
 # The core and the sender must stay free of JS bindings: they have to build for bare wasm32 on their own.
 cargo check -p epistola-core -p epistola-sender --target wasm32-unknown-unknown --locked
 

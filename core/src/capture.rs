@@ -180,7 +180,7 @@ pub fn validate_capture(
     }
 }
 
-fn check_value(kind: FieldKind, value: &str) -> Result<String, &'static str> {
+pub(crate) fn check_value(kind: FieldKind, value: &str) -> Result<String, &'static str> {
     let v = value.trim();
     if v.chars().count() > MAX_VALUE_LEN {
         return Err("is too long (at most 200 characters)");

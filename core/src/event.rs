@@ -1,5 +1,8 @@
-//! Messages on the `EVENTS` queue. Versioned by their `type` tag so a consumer deployed before or
-//! after a producer change still understands what it reads; unknown types are rejected, not guessed.
+//! Queue messages. Versioned by their `type` tag so a consumer deployed before or after a producer
+//! change still understands what it reads; unknown types are rejected, not guessed.
+//!
+//! Two queues: `EVENTS` carries what the edge saw ([`QueueMessage`]), consumed by the edge worker;
+//! `SENDS` carries mail jobs ([`SendJob`]), consumed by the sending worker.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,12 +15,21 @@ pub enum QueueMessage {
     /// An open, click or unsubscribe seen at the edge.
     #[serde(rename = "track.v1")]
     TrackV1(TrackEvent),
+}
+
+/// Everything that travels on the sends queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum SendJob {
     /// A capture was stored: send the double opt-in confirmation.
     #[serde(rename = "capture.v1")]
     CaptureV1(CaptureJob),
     /// A capture was confirmed: deliver what was promised.
     #[serde(rename = "lead_confirmed.v1")]
     LeadConfirmedV1(CaptureJob),
+    /// Up to [`CAMPAIGN_CHUNK`] recipients of a campaign (or of its test send).
+    #[serde(rename = "campaign_chunk.v1")]
+    CampaignChunkV1(CampaignChunk),
 }
 
 /// A mail job about one capture. The send key (kind + capture) makes its delivery idempotent.
@@ -25,6 +37,23 @@ pub enum QueueMessage {
 pub struct CaptureJob {
     pub capture: String,
     /// Public origin for links in the letter (the origin the capture arrived at).
+    pub base_url: String,
+}
+
+/// Recipients per campaign chunk: one queue message, and at most one D1 write statement while
+/// scheduling, per this many contacts.
+pub const CAMPAIGN_CHUNK: usize = 100;
+
+/// A slice of a campaign's audience. Each recipient's send key (campaign + contact, or
+/// test + campaign + contact) makes redelivery harmless.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CampaignChunk {
+    pub campaign: String,
+    pub contacts: Vec<String>,
+    /// A test send: goes only to contacts on the test list.
+    #[serde(default)]
+    pub test: bool,
+    /// Public origin for links in the letter.
     pub base_url: String,
 }
 

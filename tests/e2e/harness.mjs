@@ -1,4 +1,4 @@
-// End-to-end harness: runs the real, release-built worker under `wrangler dev --local` (workerd with
+// End-to-end harness: runs the real, release-built workers (edge and sending) under `wrangler dev --local` (workerd with
 // local D1 and Queues) in a throw-away state directory, with API tokens seeded into D1.
 //
 // The worker must be built first (scripts/test.sh does it): this harness never builds, so a test run
@@ -6,7 +6,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, rmSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
@@ -53,20 +53,15 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  */
 export async function startWorker({ vars = {} } = {}) {
   const shim = join(ROOT, 'worker/build/worker/shim.mjs');
-  if (!existsSync(shim)) throw new Error(`${shim} is missing: run scripts/build.sh first`);
+  const senderShim = join(ROOT, 'send-worker/build/worker/shim.mjs');
+  for (const f of [shim, senderShim]) {
+    if (!existsSync(f)) throw new Error(`${f} is missing: run scripts/build.sh first`);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'epistola-e2e-'));
-  const config = join(dir, 'wrangler.toml');
   const varLines = Object.entries({ PUBLIC_BASE_URL: '', ...vars })
     .map(([k, v]) => `${k} = ${JSON.stringify(String(v))}`)
     .join('\n');
-  writeFileSync(
-    config,
-    `name = "epistola-e2e"
-main = ${JSON.stringify(shim)}
-compatibility_date = "2026-04-01"
-[vars]
-${varLines}
-[[d1_databases]]
+  const storage = `[[d1_databases]]
 binding = "DB"
 database_name = "epistola"
 database_id = "00000000-0000-0000-0000-000000000000"
@@ -74,6 +69,22 @@ migrations_dir = ${JSON.stringify(join(ROOT, 'migrations'))}
 [[kv_namespaces]]
 binding = "CONFIG"
 id = "00000000000000000000000000000000"
+[[queues.producers]]
+binding = "SENDS"
+queue = "epistola-sends"
+`;
+  // Both workers in one wrangler dev process: they share D1, KV and the queues, and the edge
+  // reaches the sending worker through its service binding, as deployed.
+  const config = join(dir, 'edge', 'wrangler.toml');
+  const senderConfig = join(dir, 'sender', 'wrangler.toml');
+  const secrets = `SIGNING_KEYS="${TOKEN_VECTORS.signing_keys}"\nIP_HASH_KEY="${randomBytes(32).toString('base64url')}"\n`;
+  for (const [file, body] of [
+    [config, `name = "epistola-e2e"
+main = ${JSON.stringify(shim)}
+compatibility_date = "2026-04-01"
+[vars]
+${varLines}
+${storage}
 [[queues.producers]]
 binding = "EVENTS"
 queue = "epistola-events"
@@ -83,12 +94,28 @@ max_batch_size = 100
 max_batch_timeout = 1
 max_retries = 5
 dead_letter_queue = "epistola-events-dlq"
-`,
-  );
-  writeFileSync(
-    join(dir, '.dev.vars'),
-    `SIGNING_KEYS="${TOKEN_VECTORS.signing_keys}"\nIP_HASH_KEY="${randomBytes(32).toString('base64url')}"\n`,
-  );
+[[services]]
+binding = "SENDER"
+service = "epistola-sender"
+`],
+    [senderConfig, `name = "epistola-sender"
+main = ${JSON.stringify(senderShim)}
+compatibility_date = "2026-04-01"
+[vars]
+${varLines}
+${storage}
+[[queues.consumers]]
+queue = "epistola-sends"
+max_batch_size = 10
+max_batch_timeout = 1
+max_retries = 5
+dead_letter_queue = "epistola-sends-dlq"
+`],
+  ]) {
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, body);
+    writeFileSync(join(dirname(file), '.dev.vars'), secrets);
+  }
   const persist = join(dir, 'state');
   const common = ['--config', config, '--persist-to', persist];
   const wr = (args) => run(WRANGLER, args, { env: ENV, cwd: dir, maxBuffer: 64 << 20 });
@@ -127,7 +154,7 @@ dead_letter_queue = "epistola-events-dlq"
   const log = [];
   const child = spawn(
     WRANGLER,
-    ['dev', '--local', ...common, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
+    ['dev', '--local', ...common, '--config', senderConfig, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
       '--show-interactive-dev-session=false', '--log-level', 'warn', '--test-scheduled'],
     { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );

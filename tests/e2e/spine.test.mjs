@@ -176,7 +176,7 @@ test('replayed batches change no counter', async () => {
     [1, 'https://shop.example/r2', 7, 1],
   ]);
   assert.equal(await eventsOf('replay'), 33);
-  assert.match(w.log.join(''), /fault injection: replaying \d+ recorded messages/, 'the consumer really replayed batches');
+  assert.match(w.log.join(''), /fault injection: replaying \d+ finished messages/, 'the consumer really replayed batches');
   const series = s.series.reduce((n, p) => n + p.opens.human + p.clicks.human, 0);
   assert.equal(series, 33, 'the hourly series adds up to the totals');
 });

@@ -9,15 +9,11 @@ use worker::{
     ScheduledEvent,
 };
 
-mod bindings;
-mod config;
 mod consumer;
-mod doi;
-mod http;
-mod mailer;
-mod random;
 mod routes;
 mod store;
+
+use epistola_worker_kit::{bindings, config, http, random};
 
 /// Current unix time in seconds (the only clock read in the worker).
 fn now_seconds() -> u64 {

@@ -1,75 +1,15 @@
 //! All D1 and queue I/O. SQL lives here and nowhere else.
 
 use epistola_core::capture::ValidCapture;
-use epistola_core::event::{hour_bucket, QueueMessage, TrackEvent};
-use epistola_core::site::SiteConfig;
+use epistola_core::event::{hour_bucket, TrackEvent};
 use epistola_core::stats::{RollupRow, NO_LINK};
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
-use worker::{D1PreparedStatement, Env, QueueContentType, RawMessageBuilder, Result};
+use worker::{D1PreparedStatement, Env, Result};
+
+use epistola_worker_kit::db::{clip_user_agent, int, opt_text, text, MAX_BOUND_PARAMS};
+pub use epistola_worker_kit::db::{consent_entries, enqueue, get_site, put_site, suppress};
 
 use crate::bindings;
-
-/// User agents are kept for consent proof, up to this many bytes.
-const MAX_USER_AGENT_BYTES: usize = 512;
-
-fn clip_user_agent(ua: &str) -> &str {
-    epistola_core::text::clip(ua, MAX_USER_AGENT_BYTES)
-}
-
-/// D1 binds at most 100 parameters per statement.
-const MAX_BOUND_PARAMS: usize = 100;
-
-fn text(s: &str) -> JsValue {
-    JsValue::from_str(s)
-}
-
-/// A text value, or SQL NULL.
-fn opt_text(s: Option<&str>) -> JsValue {
-    s.map_or(JsValue::NULL, text)
-}
-
-fn int(n: i64) -> JsValue {
-    // D1 numbers are JS numbers; every value here is far below 2^53.
-    JsValue::from_f64(n as f64)
-}
-
-/// Sends one message to the events queue as JSON text: one string crosses into JS instead of an
-/// object built field by field, which is most of the hot path's enqueue cost.
-pub async fn enqueue(env: &Env, message: &QueueMessage) -> Result<()> {
-    let json = serde_json::to_string(message)?;
-    let message = RawMessageBuilder::new(JsValue::from_str(&json))
-        .build_with_content_type(QueueContentType::Text);
-    env.queue(bindings::EVENTS)?.send_raw(message).await
-}
-
-/// Scopes of the live API token with this hash, if any.
-pub async fn token_scopes(env: &Env, token_hash: &str) -> Result<Option<String>> {
-    env.d1(bindings::DB)?
-        .prepare("SELECT scopes FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
-        .bind(&[text(token_hash)])?
-        .first::<String>(Some("scopes"))
-        .await
-}
-
-/// Adds a contact to the suppression list (the first reason recorded is kept).
-pub async fn suppress(
-    env: &Env,
-    contact: &str,
-    reason: &str,
-    campaign: &str,
-    now: u64,
-) -> Result<()> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO suppressions (contact_id, reason, campaign_id, created_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (contact_id) DO NOTHING",
-        )
-        .bind(&[text(contact), text(reason), text(campaign), int(now as i64)])?
-        .run()
-        .await?;
-    Ok(())
-}
 
 /// Remembers the destination of each link index (first one wins), in one round trip.
 pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) -> Result<()> {
@@ -188,28 +128,6 @@ pub async fn campaign_rollups(
     Ok((rows, links))
 }
 
-fn kv_key(site: &str) -> String {
-    format!("site:{site}")
-}
-
-/// Stores a site's configuration in KV, where the edge reads it.
-pub async fn put_site(env: &Env, site: &str, config: &SiteConfig) -> Result<()> {
-    let json = serde_json::to_string(config)?;
-    env.kv(bindings::CONFIG)?
-        .put(&kv_key(site), json)?
-        .execute()
-        .await?;
-    Ok(())
-}
-
-/// A site's configuration, if it exists.
-pub async fn get_site(env: &Env, site: &str) -> Result<Option<SiteConfig>> {
-    let Some(json) = env.kv(bindings::CONFIG)?.get(&kv_key(site)).text().await? else {
-        return Ok(None);
-    };
-    Ok(Some(serde_json::from_str(&json)?))
-}
-
 /// Counts one hit on each `(key, (limit, window seconds))` and tells whether all are within their
 /// limit; `Err(seconds)` says when the tightest exceeded window ends.
 pub async fn count_and_check(
@@ -314,67 +232,6 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
     Ok(())
 }
 
-/// What a mail job needs about a capture.
-#[derive(Debug, Deserialize)]
-pub struct CaptureForMail {
-    pub contact_id: String,
-    pub email: String,
-    pub site_id: String,
-    pub status: String,
-}
-
-pub async fn capture_for_mail(env: &Env, capture: &str) -> Result<Option<CaptureForMail>> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "SELECT c.contact_id, k.email, c.site_id, c.status FROM captures c \
-             JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
-        )
-        .bind(&[text(capture)])?
-        .first::<CaptureForMail>(None)
-        .await
-}
-
-/// Status of a send key (`sent`, `retrying`, `failed`), if it was ever tried.
-pub async fn send_status(env: &Env, send_key: &str) -> Result<Option<String>> {
-    env.d1(bindings::DB)?
-        .prepare("SELECT status FROM sends WHERE send_key = ?1")
-        .bind(&[text(send_key)])?
-        .first::<String>(Some("status"))
-        .await
-}
-
-/// Records the outcome of one attempt at a send key.
-#[derive(Debug)]
-pub struct SendOutcome<'a> {
-    pub send_key: &'a str,
-    pub kind: &'a str,
-    pub contact: &'a str,
-    pub capture: &'a str,
-    pub status: &'a str,
-    pub detail: Option<&'a str>,
-}
-
-pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO sends (send_key, kind, contact_id, capture_id, status, attempts, detail, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?7) ON CONFLICT (send_key) DO UPDATE SET \
-             status = excluded.status, attempts = attempts + 1, detail = excluded.detail, updated_at = excluded.updated_at",
-        )
-        .bind(&[
-            text(o.send_key),
-            text(o.kind),
-            text(o.contact),
-            text(o.capture),
-            text(o.status),
-            opt_text(o.detail),
-            int(now as i64),
-        ])?
-        .run()
-        .await?;
-    Ok(())
-}
-
 /// Confirms a capture (double opt-in) once: the consents given with it get a `confirmed` ledger
 /// row and the contact becomes confirmed. Returns the capture's status afterwards, `None` if no
 /// such capture belongs to the contact.
@@ -427,37 +284,6 @@ pub async fn confirm_capture(
         None => None,
     };
     Ok(status)
-}
-
-/// The ledger of one contact on one site, in order.
-pub async fn consent_entries(
-    env: &Env,
-    contact: &str,
-    site: &str,
-) -> Result<Vec<epistola_core::consent::Entry>> {
-    #[derive(Deserialize)]
-    struct Row {
-        purpose: String,
-        channel: String,
-        action: String,
-    }
-    let rows = env
-        .d1(bindings::DB)?
-        .prepare("SELECT purpose, channel, action FROM consent_ledger WHERE contact_id = ?1 AND site_id = ?2 ORDER BY seq")
-        .bind(&[text(contact), text(site)])?
-        .all()
-        .await?
-        .results::<Row>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| {
-            Some(epistola_core::consent::Entry {
-                purpose: r.purpose,
-                channel: epistola_core::site::Channel::parse(&r.channel)?,
-                action: epistola_core::consent::Action::parse(&r.action)?,
-            })
-        })
-        .collect())
 }
 
 /// Whether the contact has a phone number (SMS consent needs one).

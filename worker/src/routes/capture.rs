@@ -2,12 +2,12 @@
 //! site, rate limited, and stored in one transaction; a filled honeypot is answered `202` and dropped.
 
 use epistola_core::capture::{validate_capture, CaptureRequest, MAX_CAPTURE_BYTES};
-use epistola_core::event::{CaptureJob, QueueMessage};
+use epistola_core::event::{CaptureJob, SendJob};
 use worker::{Env, Request, Response};
 
 use super::sites::site_for_origin;
 use crate::http::{self, ApiError, ApiResult};
-use crate::{config, random, store};
+use crate::{bindings, config, random, store};
 
 /// Captures per IP (hashed) per 10 minutes, and per address per hour: enough for a family sharing a
 /// connection, too few for list-bombing an address or flooding the list from one host.
@@ -94,7 +94,7 @@ pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
         capture: capture_id,
         base_url: http::public_base_url(&req, env)?,
     };
-    if let Err(e) = store::enqueue(env, &QueueMessage::CaptureV1(job)).await {
+    if let Err(e) = store::enqueue(env, bindings::SENDS, &SendJob::CaptureV1(job)).await {
         worker::console_error!("capture stored but its confirmation job was not queued: {e}");
         return Err(
             ApiError::new(503, "unavailable", "please try again in a moment").with_cors(&origin),

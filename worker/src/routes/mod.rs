@@ -4,9 +4,9 @@ use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, ApiError};
 
-mod api_auth;
 mod capture;
 mod optin;
+mod sender;
 mod sites;
 mod stats;
 mod track_api;
@@ -60,6 +60,9 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
             http::preflight(origin.as_deref())
         }
         (["v1", "capture"], _) => http::method_not_allowed("POST"),
+        (["v1", family, ..], _) if sender::SENDER_FAMILIES.contains(family) => {
+            sender::forward(req, &env).await
+        }
         _ => ApiError::new(404, "not_found", "no such route").into_response(),
     }
 }

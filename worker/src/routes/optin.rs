@@ -3,15 +3,14 @@
 //! `GET|POST /p/{token}` (see and change consent per purpose and channel).
 
 use epistola_core::consent::{current, preference_changes};
-use epistola_core::event::{CaptureJob, QueueMessage};
+use epistola_core::event::{CaptureJob, SendJob};
 use epistola_core::site::{Channel, SiteConfig};
 use epistola_core::token::{Claims, Purpose, TokenError};
 use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
 use worker::{Env, FormEntry, Request, Response};
 
-use crate::doi;
 use crate::http::{self, escape_html};
-use crate::{config, store};
+use crate::{bindings, config, store};
 
 fn invalid_page(title: &str, e: &TokenError) -> Response {
     let why = match e {
@@ -82,7 +81,7 @@ pub async fn confirm(req: Request, env: &Env, token: &str, now: u64) -> Response
         capture: claims.message.clone(),
         base_url: base_url.clone(),
     };
-    if let Err(e) = store::enqueue(env, &QueueMessage::LeadConfirmedV1(job)).await {
+    if let Err(e) = store::enqueue(env, bindings::SENDS, &SendJob::LeadConfirmedV1(job)).await {
         return unavailable(TITLE, "confirm: delivery not queued", e);
     }
     let site = store::get_site(env, &claims.campaign).await.ok().flatten();
@@ -94,7 +93,7 @@ pub async fn confirm(req: Request, env: &Env, token: &str, now: u64) -> Response
     });
     let offer = match (
         site.as_ref(),
-        doi::sign(
+        config::sign_contact_token(
             env,
             Purpose::Preferences,
             &claims.campaign,

@@ -6,9 +6,9 @@ use epistola_core::ids::validate_id;
 use epistola_core::site::SiteConfig;
 use worker::{Env, Request, Response};
 
-use super::api_auth::require_scope;
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::store;
+use epistola_worker_kit::auth::require_scope;
 
 const MAX_SITE_BYTES: usize = 32 * 1024;
 

@@ -6,9 +6,9 @@ use epistola_core::stats::CampaignStats;
 use epistola_core::url::query_value;
 use worker::{Env, Request, Response};
 
-use super::api_auth::require_scope;
 use crate::http::{self, ApiError, ApiResult};
 use crate::store;
+use epistola_worker_kit::auth::require_scope;
 
 pub async fn campaign(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
     require_scope(req, env, Scope::StatsRead).await?;

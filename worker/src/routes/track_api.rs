@@ -6,9 +6,9 @@ use epistola_core::track::{sign_message, SignLinksRequest};
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
-use super::api_auth::require_scope;
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::{config, store};
+use epistola_worker_kit::auth::require_scope;
 
 /// Largest accepted request body.
 const MAX_BODY_BYTES: usize = 64 * 1024;

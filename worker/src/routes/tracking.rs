@@ -11,7 +11,7 @@ use epistola_core::token::{Claims, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
-use crate::{config, random, store};
+use crate::{bindings, config, random, store};
 
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
@@ -165,7 +165,7 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
     });
     let env = env.clone();
     ctx.wait_until(async move {
-        if let Err(e) = store::enqueue(&env, &message).await {
+        if let Err(e) = store::enqueue(&env, bindings::EVENTS, &message).await {
             worker::console_error!("event not enqueued: {e}");
         }
     });

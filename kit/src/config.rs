@@ -74,6 +74,30 @@ pub fn hash_client_ip(env: &Env, ip: Option<&str>, now: u64) -> Option<String> {
     Some(hash_ip(ip_hash_key(env)?.as_bytes(), ip?, now))
 }
 
+/// Signs a token about a contact, expiring after `ttl` seconds. For capture letters the site is the
+/// campaign and the capture the message; for campaign letters they are what they say.
+pub fn sign_contact_token(
+    env: &Env,
+    purpose: Purpose,
+    campaign: &str,
+    contact: &str,
+    message: &str,
+    now: u64,
+    ttl: u32,
+) -> Option<String> {
+    let now = u32::try_from(now).ok()?;
+    let claims = Claims {
+        purpose,
+        issued_at: now,
+        expires_at: Some(now.saturating_add(ttl)),
+        campaign: campaign.to_owned(),
+        contact: contact.to_owned(),
+        message: message.to_owned(),
+        link: None,
+    };
+    keyring(env)?.sign(&claims).ok()
+}
+
 /// Whether a test-only fault switch is on.
 pub fn fault(env: &Env, name: &str) -> bool {
     env.var(name).map(|v| v.to_string() == "1").unwrap_or(false)

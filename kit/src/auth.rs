@@ -3,8 +3,8 @@
 use epistola_core::auth::{bearer_token, has_scope, hash_api_token, Scope};
 use worker::{Env, Request};
 
+use crate::db;
 use crate::http::{ApiError, ApiResult};
-use crate::store;
 
 /// Checks the request's bearer token and that it grants `scope`.
 pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<()> {
@@ -16,7 +16,7 @@ pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<
             "send `Authorization: Bearer <API token>`",
         )
     })?;
-    let scopes = store::token_scopes(env, &hash_api_token(token))
+    let scopes = db::token_scopes(env, &hash_api_token(token))
         .await?
         .ok_or_else(|| ApiError::new(401, "unauthorized", "unknown or revoked API token"))?;
     if !has_scope(&scopes, scope) {

@@ -2,7 +2,7 @@
 //! the promised item after confirmation. Each has a send key, so a redelivered job sends nothing.
 
 use epistola_core::event::CaptureJob;
-use epistola_core::token::{Claims, Purpose};
+use epistola_core::token::Purpose;
 use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
 use epistola_core::url::origin_of;
 use epistola_sender::letter::{self, Letter};
@@ -36,29 +36,6 @@ impl MailKind {
 pub enum JobOutcome {
     Done,
     Retry,
-}
-
-/// Signs a token about a capture's contact (site as campaign, capture as message).
-pub fn sign(
-    env: &Env,
-    purpose: Purpose,
-    site: &str,
-    contact: &str,
-    capture: &str,
-    now: u64,
-    ttl: u32,
-) -> Option<String> {
-    let now = u32::try_from(now).ok()?;
-    let claims = Claims {
-        purpose,
-        issued_at: now,
-        expires_at: Some(now.saturating_add(ttl)),
-        campaign: site.to_owned(),
-        contact: contact.to_owned(),
-        message: capture.to_owned(),
-        link: None,
-    };
-    config::keyring(env)?.sign(&claims).ok()
 }
 
 pub async fn run(env: &Env, kind: MailKind, job: &CaptureJob, now: u64) -> JobOutcome {
@@ -98,7 +75,7 @@ async fn try_run(
     };
     let base = job.base_url.trim_end_matches('/');
     let token = |purpose, ttl| {
-        sign(
+        config::sign_contact_token(
             env,
             purpose,
             &capture.site_id,

@@ -1,9 +1,15 @@
-//! Binding and variable names; each matches `wrangler.toml`.
+//! Binding and variable names; each matches `wrangler.toml` (edge worker) or
+//! `send-worker/wrangler.toml` (sending worker).
 
 /// D1 database.
 pub const DB: &str = "DB";
-/// Queue producer for tracked events (the consumer is this same worker).
+/// Queue of tracked events: produced and consumed by the edge worker.
 pub const EVENTS: &str = "EVENTS";
+/// Queue of mail jobs (double opt-in letters, campaign chunks): produced by both workers,
+/// consumed by the sending worker.
+pub const SENDS: &str = "SENDS";
+/// Service binding from the edge worker to the sending worker (its API routes and cron tick).
+pub const SENDER: &str = "SENDER";
 /// Secret: `id:base64url-key[,id:base64url-key…]`, newest (signing) key first.
 pub const SIGNING_KEYS: &str = "SIGNING_KEYS";
 /// Secret: key for the daily-rotated IP hash.

@@ -1,0 +1,89 @@
+//! Queue-consumer helpers both consumers use: retry with the schedule from `core::retry`, and the
+//! test-only switch that replays every batch once to prove that replays change nothing.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+
+use epistola_core::retry::retry_delay_for_age;
+use worker::{Env, MessageExt, QueueRetryOptionsBuilder, RawMessage};
+
+use crate::{bindings, config};
+
+thread_local! {
+    // Fault injection only: queue message ids already replayed once by this isolate.
+    static REPLAYED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// Seconds since the message was first sent (workers-rs 0.8.7 exposes no attempt count, so the
+/// retry schedule is keyed on age).
+pub fn age_seconds(message: &RawMessage, now: u64) -> u64 {
+    let sent = message.timestamp().as_millis() / 1000;
+    now.saturating_sub(sent)
+}
+
+/// Asks for redelivery after the delay the schedule gives for this age.
+pub fn retry(message: &RawMessage, now: u64) {
+    retry_after_age(message, age_seconds(message, now));
+}
+
+/// Undecodable messages: retrying cannot help, but dropping would lose them silently. Retry with
+/// the longest delay so they land in the dead-letter queue for a person to look at.
+pub fn to_dead_letter(message: &RawMessage) {
+    worker::console_error!("undecodable queue message {}", message.id());
+    retry_after_age(message, u64::MAX);
+}
+
+fn retry_after_age(message: &RawMessage, age: u64) {
+    message.retry_with_options(
+        &QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(retry_delay_for_age(age))
+            .build(),
+    );
+}
+
+/// Acknowledges finished messages, or, with the `FAULT_REPLAY_BATCHES` test switch on, asks for
+/// each to be delivered once more first.
+#[derive(Debug)]
+pub struct Finisher {
+    replay: bool,
+    replayed: usize,
+}
+
+impl Finisher {
+    pub fn new(env: &Env) -> Finisher {
+        Finisher {
+            replay: config::fault(env, bindings::FAULT_REPLAY_BATCHES),
+            replayed: 0,
+        }
+    }
+
+    pub fn finish(&mut self, message: &RawMessage) {
+        if self.replay && first_sight(&message.id()) {
+            message.retry();
+            self.replayed += 1;
+        } else {
+            message.ack();
+        }
+    }
+}
+
+impl Drop for Finisher {
+    fn drop(&mut self) {
+        if self.replayed > 0 {
+            worker::console_warn!(
+                "fault injection: replaying {} finished messages",
+                self.replayed
+            );
+        }
+    }
+}
+
+fn first_sight(id: &str) -> bool {
+    REPLAYED.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if seen.len() > 100_000 {
+            seen.clear();
+        }
+        seen.insert(id.to_owned())
+    })
+}

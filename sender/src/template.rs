@@ -1,0 +1,280 @@
+//! Message templates: subject, HTML, text and SMS parts with personalisation through minijinja.
+//! Templates are checked when saved (errors carry the part and line), and rendered per recipient
+//! with chainable undefined values (`contact.name` of a contact without one is empty), so `{{ contact.name | default("friend") }}` is the fallback for a
+//! missing field and a missing field never fails a send.
+
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// The parts of a template as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TemplateSource {
+    pub subject: String,
+    pub html: String,
+    /// Plain-text part; derived from nothing if absent (the letter is then HTML-only plus a
+    /// minimal text part saying where to read it).
+    pub text: Option<String>,
+    pub sms: Option<String>,
+}
+
+/// A template that does not compile or render: which part, which line, what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{part}: {message}")]
+pub struct TemplateError {
+    pub part: &'static str,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+/// Longest part accepted (the HTML of a rich newsletter is well under this).
+pub const MAX_PART_BYTES: usize = 256 * 1024;
+/// SMS texts over this many characters are refused at save time (about three segments).
+pub const MAX_SMS_CHARS: usize = 459;
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Chainable);
+    // Only the HTML part escapes: subject, text and SMS are not HTML.
+    env.set_auto_escape_callback(|name| {
+        if name == "html" {
+            AutoEscape::Html
+        } else {
+            AutoEscape::None
+        }
+    });
+    // Keep rendering bounded whatever a template does.
+    env.set_fuel(Some(200_000));
+    env
+}
+
+fn error(part: &'static str, e: &minijinja::Error) -> TemplateError {
+    let what = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), |d| format!("{}: {d}", e.kind()));
+    TemplateError {
+        part,
+        line: e.line(),
+        message: match e.line() {
+            Some(line) => format!("line {line}: {what}"),
+            None => what,
+        },
+    }
+}
+
+fn parts(t: &TemplateSource) -> [(&'static str, Option<&str>); 4] {
+    [
+        ("subject", Some(t.subject.as_str())),
+        ("html", Some(t.html.as_str())),
+        ("text", t.text.as_deref()),
+        ("sms", t.sms.as_deref()),
+    ]
+}
+
+/// Checks every part: size, syntax, and a trial render with an empty context (which catches
+/// unknown filters and tests). Returns every problem found.
+pub fn check(t: &TemplateSource) -> Vec<TemplateError> {
+    let mut problems = Vec::new();
+    if t.subject.trim().is_empty() {
+        problems.push(TemplateError {
+            part: "subject",
+            line: None,
+            message: "is required".into(),
+        });
+    }
+    if t.html.trim().is_empty() {
+        problems.push(TemplateError {
+            part: "html",
+            line: None,
+            message: "is required".into(),
+        });
+    }
+    let mut env = environment();
+    for (part, source) in parts(t) {
+        let Some(source) = source else { continue };
+        if source.len() > MAX_PART_BYTES {
+            problems.push(TemplateError {
+                part,
+                line: None,
+                message: format!("is longer than {MAX_PART_BYTES} bytes"),
+            });
+            continue;
+        }
+        if let Err(e) = env.add_template_owned(part, source.to_owned()) {
+            problems.push(error(part, &e));
+            continue;
+        }
+        let rendered = env
+            .get_template(part)
+            .and_then(|tpl| tpl.render(minijinja::context! {}));
+        match rendered {
+            Err(e) => problems.push(error(part, &e)),
+            Ok(s) if part == "sms" && s.chars().count() > MAX_SMS_CHARS => {
+                problems.push(TemplateError {
+                    part,
+                    line: None,
+                    message: format!("is longer than {MAX_SMS_CHARS} characters"),
+                })
+            }
+            Ok(_) => {}
+        }
+    }
+    problems
+}
+
+/// Rendered parts for one recipient (HTML not yet rewritten for tracking).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedParts {
+    pub subject: String,
+    pub html: String,
+    pub text: Option<String>,
+    pub sms: Option<String>,
+}
+
+/// A compiled template, rendered many times (once per recipient of a chunk).
+#[derive(Debug)]
+pub struct Compiled {
+    env: Environment<'static>,
+    has_text: bool,
+    has_sms: bool,
+}
+
+impl Compiled {
+    pub fn new(t: &TemplateSource) -> Result<Compiled, TemplateError> {
+        let mut env = environment();
+        for (part, source) in parts(t) {
+            if let Some(source) = source {
+                env.add_template_owned(part, source.to_owned())
+                    .map_err(|e| error(part, &e))?;
+            }
+        }
+        Ok(Compiled {
+            env,
+            has_text: t.text.is_some(),
+            has_sms: t.sms.is_some(),
+        })
+    }
+
+    fn one<C: Serialize>(&self, part: &'static str, ctx: &C) -> Result<String, TemplateError> {
+        self.env
+            .get_template(part)
+            .and_then(|tpl| tpl.render(ctx))
+            .map_err(|e| error(part, &e))
+    }
+
+    pub fn render<C: Serialize>(&self, ctx: &C) -> Result<RenderedParts, TemplateError> {
+        Ok(RenderedParts {
+            // Headers are one line: a template that renders line breaks into the subject does not
+            // get to add headers.
+            subject: self
+                .one("subject", ctx)?
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            html: self.one("html", ctx)?,
+            text: if self.has_text {
+                Some(self.one("text", ctx)?)
+            } else {
+                None
+            },
+            sms: if self.has_sms {
+                Some(self.one("sms", ctx)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn source(html: &str) -> TemplateSource {
+        TemplateSource {
+            subject: "Hello {{ contact.name | default('friend') }}".into(),
+            html: html.into(),
+            text: Some("Hi {{ contact.name }}".into()),
+            sms: None,
+        }
+    }
+
+    #[test]
+    fn personalises_with_fallbacks_and_escapes_html_only() {
+        let c = Compiled::new(&source("<p>Hi {{ contact.name | default('friend') }}</p>"))
+            .expect("compiles");
+        let r = c
+            .render(&json!({"contact": {"name": "<Ann & Bo>"}}))
+            .expect("renders");
+        assert_eq!(r.subject, "Hello <Ann & Bo>");
+        assert_eq!(r.html, "<p>Hi &lt;Ann &amp; Bo&gt;</p>");
+        assert_eq!(r.text.as_deref(), Some("Hi <Ann & Bo>"));
+        let r = c
+            .render(&json!({"contact": {}}))
+            .expect("renders without the field");
+        assert_eq!(r.subject, "Hello friend");
+        assert_eq!(r.html, "<p>Hi friend</p>");
+    }
+
+    #[test]
+    fn a_subject_cannot_inject_headers() {
+        let mut s = source("<p>x</p>");
+        s.subject = "Hi {{ contact.name }}".into();
+        let c = Compiled::new(&s).expect("compiles");
+        let r = c
+            .render(&json!({"contact": {"name": "Ann\r\nBcc: all@example.com"}}))
+            .expect("renders");
+        assert_eq!(r.subject, "Hi Ann Bcc: all@example.com");
+    }
+
+    #[test]
+    fn errors_name_the_part_and_line() {
+        let problems = check(&TemplateSource {
+            subject: "ok".into(),
+            html: "<p>one</p>\n<p>two</p>\n<p>{{ contact.name </p>".into(),
+            text: Some("{% if x %}never closed".into()),
+            sms: Some("{{ x | no_such_filter }}".into()),
+        });
+        let described: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{} {:?}", p.part, p.line))
+            .collect();
+        assert_eq!(
+            described,
+            ["html Some(3)", "text Some(1)", "sms Some(1)"],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.starts_with("line 3: syntax error"),
+            "{}",
+            problems[0].message
+        );
+        assert!(
+            problems[2].message.contains("filter"),
+            "{}",
+            problems[2].message
+        );
+    }
+
+    #[test]
+    fn required_parts_and_sms_length() {
+        let problems = check(&TemplateSource {
+            sms: Some("x".repeat(500)),
+            ..Default::default()
+        });
+        let parts: Vec<&str> = problems.iter().map(|p| p.part).collect();
+        assert_eq!(parts, ["subject", "html", "sms"]);
+    }
+
+    #[test]
+    fn runaway_loops_are_stopped() {
+        let problems = check(&TemplateSource {
+            subject: "s".into(),
+            html: "{% for a in range(1000) %}{% for b in range(1000) %}x{% endfor %}{% endfor %}"
+                .into(),
+            ..Default::default()
+        });
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].part, "html");
+    }
+}

@@ -1,0 +1,29 @@
+//! The sending API (`/v1/contacts`, `/v1/templates`, `/v1/campaigns`, …) is served by the sending
+//! worker; the edge passes those requests on unchanged through the `SENDER` service binding, so
+//! the public contract stays on one origin while the edge bundle stays small.
+
+use worker::{Env, Request, Response};
+
+use crate::bindings;
+use crate::http::ApiError;
+
+/// First path segments under `/v1/` that belong to the sending worker.
+pub const SENDER_FAMILIES: &[&str] = &[
+    "contacts",
+    "suppressions",
+    "templates",
+    "campaigns",
+    "chains",
+    "events",
+];
+
+pub async fn forward(req: Request, env: &Env) -> Response {
+    let answer = match env.service(bindings::SENDER) {
+        Ok(sender) => sender.fetch_request(req).await,
+        Err(e) => Err(e),
+    };
+    answer.unwrap_or_else(|e| {
+        worker::console_error!("sending worker unreachable: {e}");
+        ApiError::new(503, "unavailable", "please try again in a moment").into_response()
+    })
+}
