@@ -83,3 +83,6 @@ BEGIN
     VALUES (NEW.campaign_id, NEW.status, COALESCE(NEW.reason, ''), -1, NEW.updated_at / 3600, 1)
     ON CONFLICT DO UPDATE SET n = n + 1;
 END;
+
+-- Engagement facts for segments ("no open in N days") read a contact's events.
+CREATE INDEX events_contact ON events (contact_id, kind, occurred_at);

@@ -2,8 +2,9 @@
 # Runs every benchmark and prints ratios against baselines measured in the same run:
 #   1. token sign/verify, native, vs a bare HMAC-SHA256 (cargo bench)
 #   2. token sign/verify in wasm (V8), vs a bare HMAC in the same module
-#   3. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
-#   4. the release worker's wasm size (gzip)
+#   3. campaign letters (render + rewrite + MIME), native and wasm, vs lol_html alone
+#   4. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
+#   5. the release workers' wasm sizes (gzip)
 # Usage: scripts/bench.sh [seconds per throughput run, default 10]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -14,4 +15,6 @@ echo; echo "== tokens, native"; cargo bench -p epistola-core --bench tokens --lo
 echo; echo "== tokens, wasm"
 cargo build -p epistola-bench-wasm --release --target wasm32-unknown-unknown --locked 2>/dev/null
 node bench/wasm-tokens.mjs
+echo; echo "== campaign letters, native"; cargo bench -p epistola-sender --bench compose --locked 2>/dev/null
+echo; echo "== campaign letters, wasm"; node bench/wasm-compose.mjs
 echo; echo "== throughput"; node bench/throughput.mjs "${1:-10}"

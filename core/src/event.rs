@@ -50,9 +50,10 @@ pub const CAMPAIGN_CHUNK: usize = 100;
 pub struct CampaignChunk {
     pub campaign: String,
     pub contacts: Vec<String>,
-    /// A test send: goes only to contacts on the test list.
-    #[serde(default)]
-    pub test: bool,
+    /// Set for a test send (one id per test run): goes only to contacts on the test list, each
+    /// run once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_run: Option<String>,
     /// Public origin for links in the letter.
     pub base_url: String,
 }

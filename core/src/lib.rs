@@ -4,6 +4,7 @@
 //! tested natively and behaves the same in wasm.
 
 pub mod auth;
+pub mod campaign;
 pub mod capture;
 pub mod classify;
 pub mod consent;

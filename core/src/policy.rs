@@ -47,8 +47,10 @@ pub struct Recipient<'a> {
     pub utc_offset_seconds: i32,
 }
 
-/// Cross-campaign frequency caps and quiet hours.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Cross-campaign frequency caps and quiet hours (configurable as JSON, e.g.
+/// `{"caps": [[57600, 1], [604800, 3]], "quiet_hours": [21, 9]}`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// (window seconds, most sends in that window), e.g. 1 per 16 h and 3 per 7 days.
     pub caps: Vec<(u64, usize)>,

@@ -40,6 +40,27 @@ pub async fn enqueue<T: serde::Serialize>(env: &Env, queue: &str, message: &T) -
     env.queue(queue)?.send_raw(message).await
 }
 
+/// Sends messages to a queue in batches of at most 100 (the platform's batch limit).
+pub async fn enqueue_batch<T: serde::Serialize>(
+    env: &Env,
+    queue: &str,
+    messages: &[T],
+) -> Result<()> {
+    let queue = env.queue(queue)?;
+    for chunk in messages.chunks(100) {
+        let mut batch = Vec::with_capacity(chunk.len());
+        for m in chunk {
+            let json = serde_json::to_string(m)?;
+            batch.push(
+                RawMessageBuilder::new(JsValue::from_str(&json))
+                    .build_with_content_type(QueueContentType::Text),
+            );
+        }
+        queue.send_raw_batch(batch).await?;
+    }
+    Ok(())
+}
+
 /// Scopes of the live API token with this hash, if any.
 pub async fn token_scopes(env: &Env, token_hash: &str) -> Result<Option<String>> {
     env.d1(bindings::DB)?

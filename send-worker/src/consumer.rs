@@ -5,6 +5,7 @@ use epistola_core::event::SendJob;
 use epistola_worker_kit::queue::{self, Finisher};
 use worker::{Env, MessageBatch, RawMessage};
 
+use crate::campaign_jobs;
 use crate::doi::{self, JobOutcome, MailKind};
 
 pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u64) {
@@ -19,7 +20,10 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
             Some(SendJob::LeadConfirmedV1(job)) => {
                 doi::run(env, MailKind::Delivery, &job, now).await
             }
-            Some(SendJob::CampaignChunkV1(_)) | None => {
+            Some(SendJob::CampaignChunkV1(chunk)) => {
+                campaign_jobs::run_chunk(env, &chunk, now).await
+            }
+            None => {
                 queue::to_dead_letter(&message);
                 continue;
             }

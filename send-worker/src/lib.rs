@@ -5,13 +5,14 @@
 
 use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result};
 
+mod campaign_jobs;
 mod consumer;
 mod doi;
 mod mailer;
 mod routes;
 mod store;
 
-use epistola_worker_kit::{bindings, config, http};
+use epistola_worker_kit::{bindings, config, http, random};
 
 /// Current unix time in seconds (the only clock read in this worker).
 fn now_seconds() -> u64 {

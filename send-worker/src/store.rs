@@ -1,6 +1,7 @@
 //! The sending worker's D1 I/O. SQL lives here and nowhere else.
 
 use serde::Deserialize;
+use wasm_bindgen::JsValue;
 use worker::{Env, Result};
 
 pub use epistola_worker_kit::db::{get_site, suppress};
@@ -67,4 +68,762 @@ pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()>
         .run()
         .await?;
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contacts. Bulk statements pass their rows as one JSON parameter read with json_each, so one
+// statement writes hundreds of rows (D1 binds at most 100 parameters per statement).
+
+/// Rows per bulk statement (keeps each JSON parameter far below D1's 2 MB value limit).
+pub const BULK_ROWS: usize = 500;
+
+/// Upserts contacts by address, adds their tags, and records imported consents, all in one
+/// transaction. An imported consent is recorded only where the ledger has nothing yet for that
+/// (site, purpose, channel): an import never overrides a withdrawal.
+pub async fn upsert_contacts(env: &Env, rows: &[serde_json::Value], now: u64) -> Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let mut statements = Vec::new();
+    for chunk in rows.chunks(BULK_ROWS) {
+        let json = text(&serde_json::to_string(chunk)?);
+        let at = int(now as i64);
+        statements.push(db.prepare(
+            "INSERT INTO contacts (id, email, phone, status, fields, name, gender, birthday, locale, time_zone, test_list, created_at, updated_at) \
+             SELECT json_extract(j.value, '$.id'), json_extract(j.value, '$.email'), json_extract(j.value, '$.phone'), \
+             CASE WHEN json_array_length(j.value, '$.consents') > 0 THEN 'confirmed' ELSE 'pending' END, \
+             json_extract(j.value, '$.fields'), json_extract(j.value, '$.name'), json_extract(j.value, '$.gender'), \
+             json_extract(j.value, '$.birthday'), json_extract(j.value, '$.locale'), json_extract(j.value, '$.time_zone'), \
+             json_extract(j.value, '$.test_list'), ?2, ?2 FROM json_each(?1) j WHERE true \
+             ON CONFLICT (email) DO UPDATE SET phone = COALESCE(excluded.phone, phone), \
+             fields = json_patch(fields, excluded.fields), name = COALESCE(excluded.name, name), \
+             gender = COALESCE(excluded.gender, gender), birthday = COALESCE(excluded.birthday, birthday), \
+             locale = COALESCE(excluded.locale, locale), time_zone = COALESCE(excluded.time_zone, time_zone), \
+             test_list = excluded.test_list, \
+             status = CASE WHEN excluded.status = 'confirmed' THEN 'confirmed' ELSE status END, \
+             updated_at = excluded.updated_at",
+        ).bind(&[json.clone(), at.clone()])?);
+        statements.push(db.prepare(
+            "INSERT INTO contact_tags (contact_id, tag) \
+             SELECT k.id, t.value FROM json_each(?1) j JOIN contacts k ON k.email = json_extract(j.value, '$.email'), \
+             json_each(j.value, '$.tags') t WHERE true ON CONFLICT DO NOTHING",
+        ).bind(std::slice::from_ref(&json))?);
+        statements.push(db.prepare(
+            "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, method, ip_hash, user_agent, at) \
+             SELECT k.id, json_extract(c.value, '$[0]'), NULL, json_extract(c.value, '$[1]'), json_extract(c.value, '$[2]'), \
+             'confirmed', json_extract(c.value, '$[3]'), 'api_import', NULL, NULL, ?2 \
+             FROM json_each(?1) j JOIN contacts k ON k.email = json_extract(j.value, '$.email'), json_each(j.value, '$.consents') c \
+             WHERE NOT EXISTS (SELECT 1 FROM consent_ledger l WHERE l.contact_id = k.id AND l.site_id = json_extract(c.value, '$[0]') \
+             AND l.purpose = json_extract(c.value, '$[1]') AND l.channel = json_extract(c.value, '$[2]'))",
+        ).bind(&[json, at])?);
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    // One D1 batch is one transaction: the whole import lands, or nothing does.
+    db.batch(statements).await?;
+    Ok(())
+}
+
+/// The id of the contact with this (normalised) address.
+pub async fn contact_id_by_email(env: &Env, email: &str) -> Result<Option<String>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT id FROM contacts WHERE email = ?1")
+        .bind(&[text(email)])?
+        .first::<String>(Some("id"))
+        .await
+}
+
+/// Everything stored about one contact: the row, tags, ledger, messages and suppression.
+pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Value>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "SELECT id, email, phone, status, name, gender, birthday, locale, time_zone, test_list, \
+                 json(fields) AS fields, created_at, updated_at FROM contacts WHERE id = ?1",
+            )
+            .bind(&[text(id)])?,
+            db.prepare("SELECT tag FROM contact_tags WHERE contact_id = ?1 ORDER BY tag").bind(&[text(id)])?,
+            db.prepare(
+                "SELECT seq, site_id, capture_id, purpose, channel, action, text_version, method, at \
+                 FROM consent_ledger WHERE contact_id = ?1 ORDER BY seq",
+            )
+            .bind(&[text(id)])?,
+            db.prepare(
+                "SELECT send_key, kind, campaign_id, channel, status, reason, attempts, created_at, updated_at \
+                 FROM sends WHERE contact_id = ?1 ORDER BY created_at, send_key",
+            )
+            .bind(&[text(id)])?,
+            db.prepare("SELECT reason, campaign_id, created_at FROM suppressions WHERE contact_id = ?1").bind(&[text(id)])?,
+        ])
+        .await?;
+    let rows = |i: usize| -> Result<Vec<serde_json::Value>> {
+        results
+            .get(i)
+            .map_or(Ok(Vec::new()), |r| r.results::<serde_json::Value>())
+    };
+    let Some(mut contact) = rows(0)?.into_iter().next() else {
+        return Ok(None);
+    };
+    if let Some(fields) = contact
+        .get("fields")
+        .and_then(|f| f.as_str())
+        .map(str::to_owned)
+    {
+        contact["fields"] = serde_json::from_str(&fields).unwrap_or_default();
+    }
+    contact["test_list"] = serde_json::Value::Bool(contact["test_list"].as_i64() == Some(1));
+    contact["tags"] = rows(1)?
+        .into_iter()
+        .filter_map(|t| t.get("tag").cloned())
+        .collect();
+    contact["consent_ledger"] = rows(2)?.into();
+    contact["messages"] = rows(3)?.into();
+    contact["suppression"] = rows(4)?
+        .into_iter()
+        .next()
+        .unwrap_or(serde_json::Value::Null);
+    Ok(Some(contact))
+}
+
+/// GDPR erasure: the contact's data goes (row, tags, captures, consent proof, error details of
+/// its sends); send outcomes and every counter stay, keyed by an id that now names no one.
+pub async fn erase_contact(env: &Env, id: &str) -> Result<bool> {
+    let db = env.d1(bindings::DB)?;
+    let arg = [text(id)];
+    let results = db
+        .batch(vec![
+            db.prepare("DELETE FROM contact_tags WHERE contact_id = ?1")
+                .bind(&arg)?,
+            db.prepare("DELETE FROM consent_ledger WHERE contact_id = ?1")
+                .bind(&arg)?,
+            db.prepare("DELETE FROM captures WHERE contact_id = ?1")
+                .bind(&arg)?,
+            db.prepare("UPDATE sends SET detail = NULL WHERE contact_id = ?1")
+                .bind(&arg)?,
+            db.prepare("DELETE FROM contacts WHERE id = ?1")
+                .bind(&arg)?,
+        ])
+        .await?;
+    let deleted = results
+        .last()
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    Ok(deleted > 0)
+}
+
+/// Stores address hashes of an imported suppression list; returns how many were new.
+pub async fn import_address_suppressions(
+    env: &Env,
+    hashes: &[String],
+    reason: &str,
+    source: Option<&str>,
+    now: u64,
+) -> Result<u64> {
+    let db = env.d1(bindings::DB)?;
+    let mut statements = Vec::new();
+    for chunk in hashes.chunks(BULK_ROWS * 4) {
+        statements.push(
+            db.prepare(
+                "INSERT INTO address_suppressions (address_hash, reason, source, created_at) \
+                 SELECT value, ?2, ?3, ?4 FROM json_each(?1) WHERE true ON CONFLICT DO NOTHING",
+            )
+            .bind(&[
+                text(&serde_json::to_string(chunk)?),
+                text(reason),
+                opt_text(source),
+                int(now as i64),
+            ])?,
+        );
+    }
+    if statements.is_empty() {
+        return Ok(0);
+    }
+    let results = db.batch(statements).await?;
+    Ok(results
+        .iter()
+        .filter_map(|r| r.meta().ok().flatten().and_then(|m| m.changes))
+        .map(|c| c as u64)
+        .sum())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates and campaigns.
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct TemplateRow {
+    pub id: String,
+    pub name: String,
+    pub subject: String,
+    pub html: String,
+    pub text: Option<String>,
+    pub sms: Option<String>,
+    /// JSON object.
+    pub audience: String,
+    pub updated_at: i64,
+}
+
+/// Stores a template, unless a campaign using it is past approval (what was approved goes out).
+/// Returns false when it is locked. Campaigns using it in draft or tested go back to draft.
+pub async fn put_template(env: &Env, t: &TemplateRow, now: u64) -> Result<bool> {
+    let db = env.d1(bindings::DB)?;
+    let locked = "EXISTS (SELECT 1 FROM campaigns WHERE template_id = ?1 AND status IN ('approved', 'scheduled', 'sending'))";
+    let results = db
+        .batch(vec![
+            db.prepare(format!(
+                "INSERT INTO templates (id, name, subject, html, text, sms, audience, created_at, updated_at) \
+                 SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8 WHERE NOT {locked} \
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, subject = excluded.subject, html = excluded.html, \
+                 text = excluded.text, sms = excluded.sms, audience = excluded.audience, updated_at = excluded.updated_at"
+            ))
+            .bind(&[
+                text(&t.id),
+                text(&t.name),
+                text(&t.subject),
+                text(&t.html),
+                opt_text(t.text.as_deref()),
+                opt_text(t.sms.as_deref()),
+                text(&t.audience),
+                int(now as i64),
+            ])?,
+            db.prepare(format!(
+                "UPDATE campaigns SET status = 'draft', updated_at = ?2 WHERE template_id = ?1 AND status = 'tested' AND NOT {locked}"
+            ))
+            .bind(&[text(&t.id), int(now as i64)])?,
+        ])
+        .await?;
+    let written = results
+        .first()
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    Ok(written > 0)
+}
+
+pub async fn get_template(env: &Env, id: &str) -> Result<Option<TemplateRow>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT id, name, subject, html, text, sms, audience, updated_at FROM templates WHERE id = ?1")
+        .bind(&[text(id)])?
+        .first::<TemplateRow>(None)
+        .await
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct CampaignRow {
+    pub id: String,
+    pub name: String,
+    pub site_id: String,
+    pub template_id: String,
+    pub purpose: String,
+    /// JSON segment rule.
+    pub segment: String,
+    /// JSON window or NULL.
+    pub send_window: Option<String>,
+    pub anonymous: i64,
+    pub status: String,
+    pub audience_size: Option<i64>,
+    pub scheduled_at: Option<i64>,
+    pub cursor: String,
+    pub base_url: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const CAMPAIGN_COLUMNS: &str =
+    "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
+     audience_size, scheduled_at, cursor, base_url, created_at, updated_at";
+
+pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"
+        ))
+        .bind(&[text(id)])?
+        .first::<CampaignRow>(None)
+        .await
+}
+
+/// Creates a campaign, or edits one still in draft or tested (which makes it a draft again).
+/// Returns false when the campaign exists in a later status.
+pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> {
+    let result = env
+        .d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO campaigns (id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'draft', ?9, ?9) \
+             ON CONFLICT (id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id, template_id = excluded.template_id, \
+             purpose = excluded.purpose, segment = excluded.segment, send_window = excluded.send_window, \
+             anonymous = excluded.anonymous, status = 'draft', updated_at = excluded.updated_at \
+             WHERE campaigns.status IN ('draft', 'tested')",
+        )
+        .bind(&[
+            text(&c.id),
+            text(&c.name),
+            text(&c.site_id),
+            text(&c.template_id),
+            text(&c.purpose),
+            text(&c.segment),
+            opt_text(c.send_window.as_deref()),
+            int(c.anonymous),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
+}
+
+/// Moves a campaign from one status to another if it is still in `from` (compare and set).
+/// `extra` sets more columns in the same statement (e.g. `audience_size = ?4`), bound from ?4 on.
+pub async fn set_campaign_status(
+    env: &Env,
+    id: &str,
+    from: &str,
+    to: &str,
+    extra: (&str, &[JsValue]),
+    now: u64,
+) -> Result<bool> {
+    let (set, values) = extra;
+    let sql = format!(
+        "UPDATE campaigns SET status = ?3, updated_at = ?4{set} WHERE id = ?1 AND status = ?2"
+    );
+    let mut params = vec![text(id), text(from), text(to), int(now as i64)];
+    params.extend_from_slice(values);
+    let result = env
+        .d1(bindings::DB)?
+        .prepare(sql)
+        .bind(&params)?
+        .run()
+        .await?;
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
+}
+
+/// The most contacts a campaign can reach before segment rules and send-time checks: confirmed
+/// contacts whose latest ledger entry for (site, purpose, email) grants consent and who are not
+/// suppressed. Shown (and confirmed) at approval.
+pub async fn audience_upper_bound(env: &Env, site: &str, purpose: &str) -> Result<i64> {
+    let n = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT COUNT(*) AS n FROM contacts k WHERE k.status = 'confirmed' \
+             AND NOT EXISTS (SELECT 1 FROM suppressions s WHERE s.contact_id = k.id) \
+             AND (SELECT action FROM consent_ledger l WHERE l.contact_id = k.id AND l.site_id = ?1 \
+                  AND l.purpose = ?2 AND l.channel = 'email' ORDER BY seq DESC LIMIT 1) IN ('given', 'confirmed')",
+        )
+        .bind(&[text(site), text(purpose)])?
+        .first::<i64>(Some("n"))
+        .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// Ids of contacts on the test list.
+pub async fn test_list(env: &Env) -> Result<Vec<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare("SELECT id FROM contacts WHERE test_list = 1 ORDER BY id LIMIT 100")
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| r.id)
+        .collect())
+}
+
+/// Campaign counters from the rollups: metric → label → n.
+pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, String, i64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        metric: String,
+        label: String,
+        n: i64,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT metric, label, SUM(n) AS n FROM rollup_hourly WHERE campaign_id = ?1 \
+             AND metric IN ('sent', 'skipped', 'deferred', 'failed') GROUP BY metric, label ORDER BY metric, label",
+        )
+        .bind(&[text(id)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.metric, r.label, r.n))
+        .collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Campaign sending.
+
+/// One contact as the send-time checks and the template see it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ContactRow {
+    pub id: String,
+    pub email: String,
+    pub status: String,
+    pub name: Option<String>,
+    pub gender: Option<String>,
+    pub birthday: Option<String>,
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
+    /// JSON object of custom fields.
+    pub fields: String,
+    pub test_list: i64,
+    /// JSON array of tags.
+    #[serde(default)]
+    pub tags: Option<String>,
+}
+
+/// What a chunk of recipients needs, read in one round trip.
+#[derive(Debug, Default)]
+pub struct ChunkFacts {
+    pub contacts: Vec<ContactRow>,
+    /// (contact, purpose, channel, action) in ledger order, for the campaign's site.
+    pub ledger: Vec<(String, String, String, String)>,
+    pub suppressed: std::collections::HashSet<String>,
+    /// send key → status.
+    pub send_status: std::collections::HashMap<String, String>,
+    /// contact → unix seconds of email sends in the cap window.
+    pub recent: std::collections::HashMap<String, Vec<u64>>,
+}
+
+const CONTACT_COLUMNS: &str = "k.id, k.email, k.status, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
+     k.fields, k.test_list, (SELECT json_group_array(tag) FROM contact_tags t WHERE t.contact_id = k.id) AS tags";
+
+pub async fn chunk_facts(
+    env: &Env,
+    site: &str,
+    contacts: &[String],
+    send_keys: &[String],
+    recent_since: u64,
+) -> Result<ChunkFacts> {
+    #[derive(Deserialize)]
+    struct Ledger {
+        contact_id: String,
+        purpose: String,
+        channel: String,
+        action: String,
+    }
+    #[derive(Deserialize)]
+    struct Id {
+        contact_id: String,
+    }
+    #[derive(Deserialize)]
+    struct Status {
+        send_key: String,
+        status: String,
+    }
+    #[derive(Deserialize)]
+    struct Recent {
+        contact_id: String,
+        updated_at: i64,
+    }
+    let db = env.d1(bindings::DB)?;
+    let ids = text(&serde_json::to_string(contacts)?);
+    let keys = text(&serde_json::to_string(send_keys)?);
+    let results = db
+        .batch(vec![
+            db.prepare(format!(
+                "SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.id IN (SELECT value FROM json_each(?1))"
+            ))
+            .bind(std::slice::from_ref(&ids))?,
+            db.prepare(
+                "SELECT contact_id, purpose, channel, action FROM consent_ledger \
+                 WHERE site_id = ?2 AND contact_id IN (SELECT value FROM json_each(?1)) ORDER BY seq",
+            )
+            .bind(&[ids.clone(), text(site)])?,
+            db.prepare("SELECT contact_id FROM suppressions WHERE contact_id IN (SELECT value FROM json_each(?1))")
+                .bind(std::slice::from_ref(&ids))?,
+            db.prepare("SELECT send_key, status FROM sends WHERE send_key IN (SELECT value FROM json_each(?1))")
+                .bind(&[keys])?,
+            db.prepare(
+                "SELECT contact_id, updated_at FROM sends WHERE contact_id IN (SELECT value FROM json_each(?1)) \
+                 AND status = 'sent' AND channel = 'email' AND campaign_id IS NOT NULL AND updated_at > ?2",
+            )
+            .bind(&[ids, int(recent_since as i64)])?,
+        ])
+        .await?;
+    let [contacts, ledger, suppressed, statuses, recent] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    let mut facts = ChunkFacts {
+        contacts: contacts.results::<ContactRow>()?,
+        ..ChunkFacts::default()
+    };
+    facts.ledger = ledger
+        .results::<Ledger>()?
+        .into_iter()
+        .map(|l| (l.contact_id, l.purpose, l.channel, l.action))
+        .collect();
+    facts.suppressed = suppressed
+        .results::<Id>()?
+        .into_iter()
+        .map(|r| r.contact_id)
+        .collect();
+    facts.send_status = statuses
+        .results::<Status>()?
+        .into_iter()
+        .map(|s| (s.send_key, s.status))
+        .collect();
+    for r in recent.results::<Recent>()? {
+        facts
+            .recent
+            .entry(r.contact_id)
+            .or_default()
+            .push(r.updated_at.max(0) as u64);
+    }
+    Ok(facts)
+}
+
+/// Which of these address hashes are on an imported suppression list.
+pub async fn suppressed_hashes(
+    env: &Env,
+    hashes: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        address_hash: String,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare("SELECT address_hash FROM address_suppressions WHERE address_hash IN (SELECT value FROM json_each(?1))")
+        .bind(&[text(&serde_json::to_string(hashes)?)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| r.address_hash)
+        .collect())
+}
+
+/// One campaign (or test) send outcome.
+#[derive(Debug)]
+pub struct CampaignSend<'a> {
+    pub send_key: &'a str,
+    /// `campaign` or `test`.
+    pub kind: &'a str,
+    pub contact: &'a str,
+    /// `None` for test sends, which are not campaign statistics.
+    pub campaign: Option<&'a str>,
+    pub status: &'a str,
+    pub reason: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub due_at: Option<u64>,
+}
+
+fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
+    vec![
+        text(s.send_key),
+        text(s.kind),
+        text(s.contact),
+        opt_text(s.campaign),
+        text(s.status),
+        opt_text(s.reason),
+        opt_text(s.detail),
+        s.due_at.map_or(JsValue::NULL, |t| int(t as i64)),
+        int(now as i64),
+    ]
+}
+
+const INSERT_SEND: &str = "INSERT INTO sends (send_key, kind, contact_id, capture_id, campaign_id, channel, status, attempts, \
+     reason, detail, due_at, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, 'email', ?5, 1, ?6, ?7, ?8, ?9, ?9)";
+
+/// Claims a send key before delivering (status `sending`): only a new key, or one that was
+/// deferred or is retrying, can be claimed, so two consumers never deliver the same message, and a
+/// crash between delivery and record leaves `sending`, which is never delivered again.
+pub async fn claim_send(env: &Env, s: &CampaignSend<'_>, now: u64) -> Result<bool> {
+    let row = env
+        .d1(bindings::DB)?
+        .prepare(format!(
+            "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = 'sending', attempts = attempts + 1, \
+             updated_at = excluded.updated_at WHERE sends.status IN ('deferred', 'retrying') RETURNING status"
+        ))
+        .bind(&send_params(&CampaignSend { status: "sending", ..*s }, now))?
+        .first::<String>(Some("status"))
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Records an outcome. After a claim (`claimed`), the outcome replaces `sending`; otherwise (a
+/// skip or deferral decided without delivering) it never overwrites a final outcome.
+pub async fn record_campaign_send(
+    env: &Env,
+    s: &CampaignSend<'_>,
+    claimed: bool,
+    now: u64,
+) -> Result<()> {
+    let only = if claimed {
+        "'sending'"
+    } else {
+        "'deferred', 'retrying'"
+    };
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = excluded.status, reason = excluded.reason, \
+             detail = excluded.detail, due_at = excluded.due_at, updated_at = excluded.updated_at \
+             WHERE sends.status IN ({only})"
+        ))
+        .bind(&send_params(s, now))?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Remembers each link index's destination for per-link stats (first one wins).
+pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) -> Result<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    env.d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO campaign_links (campaign_id, link_index, url) \
+             SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2) WHERE true \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&[text(campaign), text(&serde_json::to_string(links)?)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Scheduled campaigns whose time has come start sending; returns the campaigns now sending.
+pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "UPDATE campaigns SET status = 'sending', updated_at = ?1 WHERE status = 'scheduled' AND scheduled_at <= ?1",
+            )
+            .bind(&[int(now as i64)])?,
+            db.prepare(format!(
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'sending' ORDER BY scheduled_at LIMIT 10"
+            )),
+        ])
+        .await?;
+    match results.last() {
+        Some(r) => r.results::<CampaignRow>(),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Contacts after `cursor` in id order, with tags (the fan-out's page).
+pub async fn contacts_page(env: &Env, cursor: &str, limit: usize) -> Result<Vec<ContactRow>> {
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.id > ?1 ORDER BY k.id LIMIT ?2"
+        ))
+        .bind(&[text(cursor), int(limit as i64)])?
+        .all()
+        .await?
+        .results::<ContactRow>()
+}
+
+/// Human engagement of these contacts: (contact, campaign, metric) pairs and latest open times.
+pub async fn engagement(
+    env: &Env,
+    contacts: &[String],
+) -> Result<(
+    Vec<(String, String, String)>,
+    std::collections::HashMap<String, u64>,
+)> {
+    #[derive(Deserialize)]
+    struct Seen {
+        contact_id: String,
+        campaign_id: String,
+        metric: String,
+    }
+    #[derive(Deserialize)]
+    struct Last {
+        contact_id: String,
+        at: i64,
+    }
+    let db = env.d1(bindings::DB)?;
+    let ids = text(&serde_json::to_string(contacts)?);
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "SELECT contact_id, campaign_id, metric FROM first_seen WHERE label = 'human' AND link_index = -1 \
+                 AND metric IN ('open', 'click') AND contact_id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(std::slice::from_ref(&ids))?,
+            db.prepare(
+                "SELECT contact_id, MAX(occurred_at) AS at FROM events WHERE kind = 'open' AND label = 'human' \
+                 AND contact_id IN (SELECT value FROM json_each(?1)) GROUP BY contact_id",
+            )
+            .bind(&[ids])?,
+        ])
+        .await?;
+    let [seen, last] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    Ok((
+        seen.results::<Seen>()?
+            .into_iter()
+            .map(|s| (s.contact_id, s.campaign_id, s.metric))
+            .collect(),
+        last.results::<Last>()?
+            .into_iter()
+            .map(|l| (l.contact_id, l.at.max(0) as u64))
+            .collect(),
+    ))
+}
+
+/// Moves the fan-out cursor if nobody else did (compare and set); `finished` also ends the
+/// campaign's fan-out. One write statement per page.
+pub async fn advance_cursor(
+    env: &Env,
+    id: &str,
+    from: &str,
+    to: &str,
+    finished: bool,
+    now: u64,
+) -> Result<bool> {
+    let status = if finished { "done" } else { "sending" };
+    let result = env
+        .d1(bindings::DB)?
+        .prepare("UPDATE campaigns SET cursor = ?3, status = ?4, updated_at = ?5 WHERE id = ?1 AND cursor = ?2 AND status = 'sending'")
+        .bind(&[text(id), text(from), text(to), text(status), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
+}
+
+/// A deferred send whose time has come.
+#[derive(Debug, Deserialize)]
+pub struct DueSend {
+    pub campaign_id: String,
+    pub contact_id: String,
+}
+
+/// Deferred sends that are due, leased for `lease` seconds so the next tick does not queue them
+/// again while they are in flight. Also gives up on sends left `sending` by a crash long ago:
+/// their outcome is unknown, and sending again could double them.
+pub async fn due_deferred(env: &Env, now: u64, lease: u64) -> Result<Vec<DueSend>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "UPDATE sends SET status = 'failed', reason = 'outcome_unknown', updated_at = ?1 \
+                 WHERE status = 'sending' AND updated_at < ?1 - 900",
+            )
+            .bind(&[int(now as i64)])?,
+            db.prepare(
+                "UPDATE sends SET due_at = ?1 + ?2 WHERE send_key IN (SELECT send_key FROM sends \
+                 WHERE status = 'deferred' AND due_at <= ?1 AND campaign_id IS NOT NULL LIMIT 1000) \
+                 RETURNING campaign_id, contact_id",
+            )
+            .bind(&[int(now as i64), int(lease as i64)])?,
+        ])
+        .await?;
+    match results.last() {
+        Some(r) => r.results::<DueSend>(),
+        None => Ok(Vec::new()),
+    }
 }

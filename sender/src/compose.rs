@@ -111,7 +111,7 @@ pub fn compose<C: Serialize>(
         preferences_url: &preferences_url,
     })?;
     let footer = format!(
-        r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}">Unsubscribe</a> · <a href="{preferences_url}">Preferences</a></p>"#
+        r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}">Unsubscribe</a> &middot; <a href="{preferences_url}">Preferences</a></p>"#
     );
     let mut sign_error = None;
     let mut sign = |index: u16, url: &str| {

@@ -1,9 +1,11 @@
 //! RFC 5322 / MIME messages, built with `mail-builder`: a text and an HTML part, Message-ID and Date
 //! passed in (never read from a clock here), extra headers such as `List-Unsubscribe`.
 
+use mail_builder::headers::content_type::ContentType;
 use mail_builder::headers::date::Date;
 use mail_builder::headers::message_id::MessageId;
 use mail_builder::headers::raw::Raw;
+use mail_builder::mime::MimePart;
 use mail_builder::MessageBuilder;
 
 use crate::letter::Letter;
@@ -23,16 +25,33 @@ pub struct Outgoing<'a> {
     pub headers: &'a [(&'a str, String)],
 }
 
+/// The multipart boundary, derived from the Message-ID. mail-builder would otherwise read the
+/// clock for one (no clock reads in wasm: time is passed in), and this keeps a message a pure
+/// function of its inputs. `=_` cannot occur in quoted-printable or base64 bodies.
+fn boundary(message_id: &str) -> String {
+    // FNV-1a, 64 bit: uniqueness within one message is all a boundary needs.
+    let hash = message_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("=_epistola_{hash:016x}")
+}
+
 /// Serialises the message with CRLF line endings.
 pub fn build_message(o: &Outgoing<'_>) -> Vec<u8> {
+    let body = MimePart::new(
+        ContentType::new("multipart/alternative").attribute("boundary", boundary(o.message_id)),
+        vec![
+            MimePart::new("text/plain", o.letter.text.as_str()),
+            MimePart::new("text/html", o.letter.html.as_str()),
+        ],
+    );
     let mut builder = MessageBuilder::new()
         .from((o.from_name, o.from))
         .to(o.to)
         .subject(o.letter.subject.as_str())
         .message_id(MessageId::new(o.message_id))
         .date(Date::new(o.date))
-        .text_body(o.letter.text.as_str())
-        .html_body(o.letter.html.as_str());
+        .body(body);
     for (name, value) in o.headers {
         builder = builder.header(*name, Raw::new(value.as_str()));
     }
@@ -61,6 +80,7 @@ mod tests {
             date: 1_790_000_000,
             headers: &headers,
         });
+        let raw_copy = raw.clone();
         let text = String::from_utf8(raw).expect("utf-8");
         assert!(text.contains("Message-ID: <abc@t.example>\r\n"), "{text}");
         assert!(text.contains("Date: Mon, 21 Sep 2026"), "{text}");
@@ -80,6 +100,20 @@ mod tests {
         assert!(
             !text.contains("\n\n") || text.contains("\r\n\r\n"),
             "CRLF line endings"
+        );
+        assert!(text.contains("boundary=\"=_epistola_"), "{text}");
+        let again = build_message(&Outgoing {
+            from_name: "Toy shop",
+            from: "hello@shop.example",
+            to: "ann@example.com",
+            letter: &letter,
+            message_id: "abc@t.example",
+            date: 1_790_000_000,
+            headers: &headers,
+        });
+        assert_eq!(
+            again, raw_copy,
+            "a message is a pure function of its inputs (no clock)"
         );
     }
 }

@@ -108,6 +108,7 @@ ${storage}
 queue = "epistola-sends"
 max_batch_size = 10
 max_batch_timeout = 1
+max_concurrency = 1
 max_retries = 5
 dead_letter_queue = "epistola-sends-dlq"
 `],
@@ -123,6 +124,7 @@ dead_letter_queue = "epistola-sends-dlq"
 
   const tokens = {
     full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken(), sites: apiToken(),
+    marketer: apiToken(), approver: apiToken(),
   };
   const now = Math.floor(Date.now() / 1000);
   const rows = [
@@ -131,6 +133,8 @@ dead_letter_queue = "epistola-sends-dlq"
     ['sign', tokens.signOnly, 'track:sign', 'NULL'],
     ['revoked', tokens.revoked, 'track:sign stats:read', String(now)],
     ['sites', tokens.sites, 'sites:write', 'NULL'],
+    ['marketer', tokens.marketer, 'contacts:read contacts:write campaigns:write stats:read', 'NULL'],
+    ['approver', tokens.approver, 'campaigns:approve', 'NULL'],
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
     .join(', ');
@@ -186,8 +190,22 @@ dead_letter_queue = "epistola-sends-dlq"
 }
 
 /**
+ * The sending system: an SMTP sink, both workers delivering to it with every queue batch replayed
+ * once (FAULT_REPLAY_BATCHES), and the demo site configured. Returns { w, mail }.
+ */
+export async function startSendingSystem({ vars = {} } = {}) {
+  const mail = await startMailSink();
+  const w = await startWorker({
+    vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off', FAULT_REPLAY_BATCHES: '1', ...vars },
+  });
+  const r = await api(w, 'PUT', '/v1/sites/demo', { token: w.tokens.sites, body: DEMO_SITE });
+  if (r.status !== 200) throw new Error(`site setup failed: ${r.status} ${r.text}`);
+  return { w, mail };
+}
+
+/**
  * Starts a real SMTP sink (maildev: SMTP + REST API) on free loopback ports.
- * Returns { smtpPort, messages(), waitFor(predicate), stop() }.
+ * Returns { smtpPort, messages(), source(id), waitFor(predicate), stop() }.
  */
 export async function startMailSink({ smtpPort: fixedSmtp, webPort: fixedWeb } = {}) {
   const smtpPort = fixedSmtp ?? (await freePort());
@@ -213,6 +231,8 @@ export async function startMailSink({ smtpPort: fixedSmtp, webPort: fixedWeb } =
     const body = await r.json();
     return Array.isArray(body) ? body : body.emails ?? body.items ?? body.data ?? [];
   };
+  // The raw message as received (headers the JSON view leaves out, e.g. List-Unsubscribe).
+  const source = async (id) => (await fetch(`${base}/api/email/${id}/source`)).text();
   const waitFor = async (predicate, { timeoutMs = 30_000, what = 'a message' } = {}) => {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -229,7 +249,7 @@ export async function startMailSink({ smtpPort: fixedSmtp, webPort: fixedWeb } =
       // already gone
     }
   };
-  return { smtpPort, webPort, base, messages, waitFor, stop, log };
+  return { smtpPort, webPort, base, messages, source, waitFor, stop, log };
 }
 
 /** Calls the JSON API. */

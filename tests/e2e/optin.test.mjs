@@ -4,7 +4,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startWorker, startMailSink, api, DEMO_SITE } from './harness.mjs';
+import { startMailSink, startSendingSystem, api, DEMO_SITE } from './harness.mjs';
 
 const ORIGIN = DEMO_SITE.allowed_origins[0];
 const IN_FORM = DEMO_SITE.consents.find((c) => c.in_form);
@@ -14,13 +14,8 @@ let w;
 let mail;
 let mailPorts;
 before(async () => {
-  mail = await startMailSink();
+  ({ w, mail } = await startSendingSystem());
   mailPorts = { smtpPort: mail.smtpPort, webPort: mail.webPort };
-  w = await startWorker({
-    vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off', FAULT_REPLAY_BATCHES: '1' },
-  });
-  const r = await api(w, 'PUT', '/v1/sites/demo', { token: w.tokens.sites, body: DEMO_SITE });
-  assert.equal(r.status, 200, r.text);
 });
 after(async () => {
   await w?.stop();

@@ -31,11 +31,14 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
     Ok(())
 }
 
-/// Cron (wrangler.toml `[triggers]`): housekeeping that keeps tables bounded.
+/// Cron (wrangler.toml `[triggers]`, every minute): the sending worker's tick (campaign fan-out,
+/// deferred sends that are due), then housekeeping that keeps tables bounded.
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
+    routes::tick_sender(&env).await;
     match store::prune_rate_limits(&env, now_seconds()).await {
-        Ok(n) => worker::console_log!("cron: pruned {n} expired rate-limit windows"),
+        Ok(n) if n > 0 => worker::console_log!("cron: pruned {n} expired rate-limit windows"),
+        Ok(_) => {}
         Err(e) => worker::console_error!("cron: pruning rate limits failed: {e}"),
     }
 }

@@ -76,3 +76,69 @@ pub extern "C" fn token_len(click: u32) -> u32 {
         .and_then(|k| k.sign(&claims(click == 1)).ok())
         .map_or(0, |t| t.len() as u32)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Campaign letters: the same ~100 KB newsletter as `cargo bench -p epistola-sender --bench compose`.
+
+#[path = "../../../sender/benches/newsletter.rs"]
+mod newsletter;
+
+/// Composes (render + rewrite + MIME) the newsletter for one recipient `iters` times.
+#[no_mangle]
+pub extern "C" fn compose_loop(iters: u32) -> u32 {
+    use epistola_sender::compose::{compose, Campaign, Recipient};
+    use epistola_sender::template::{Compiled, TemplateSource};
+    let (Some(keys), Ok(template)) = (
+        keys(),
+        Compiled::new(&TemplateSource {
+            subject: "Spring picks for {{ contact.name | default('you') }}".into(),
+            html: newsletter::newsletter_html(),
+            text: Some("Hello {{ contact.name }}, see https://shop.example/".into()),
+            sms: None,
+        }),
+    ) else {
+        return 0;
+    };
+    let campaign = Campaign {
+        id: "spring-2026",
+        template: &template,
+        base_url: "https://t.example",
+        from_name: "Toy shop",
+        from: "hello@shop.example",
+        anonymous: false,
+        keys: &keys,
+        now: 1_790_000_000,
+    };
+    let context = serde_json::json!({"contact": {"name": "Ann", "email": "ann@example.com", "attributes": {"child_age": "3-5"}}});
+    let recipient = Recipient {
+        contact: "c_0001",
+        email: "ann@example.com",
+        message: "campaign.spring-2026.c_0001",
+        context: &context,
+    };
+    (0..iters)
+        .filter(|_| compose(black_box(&campaign), &recipient).is_ok_and(|m| !m.mime.is_empty()))
+        .count() as u32
+}
+
+/// The floor: lol_html alone rewriting every link of the same document `iters` times.
+#[no_mangle]
+pub extern "C" fn lol_html_floor_loop(iters: u32) -> u32 {
+    use lol_html::{element, rewrite_str, RewriteStrSettings};
+    let html = newsletter::newsletter_html();
+    (0..iters)
+        .filter(|_| {
+            rewrite_str(
+                black_box(&html),
+                RewriteStrSettings {
+                    element_content_handlers: vec![element!("a[href]", |el| {
+                        el.set_attribute("href", "https://t.example/c/x")?;
+                        Ok(())
+                    })],
+                    ..RewriteStrSettings::new()
+                },
+            )
+            .is_ok_and(|out| !out.is_empty())
+        })
+        .count() as u32
+}

@@ -67,6 +67,11 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
     }
 }
 
+/// Runs the sending worker's tick (see `send-worker/src/campaign_jobs.rs`).
+pub async fn tick_sender(env: &Env) {
+    sender::tick(env).await;
+}
+
 fn respond(result: http::ApiResult<Response>) -> Response {
     result.unwrap_or_else(ApiError::into_response)
 }

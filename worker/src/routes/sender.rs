@@ -17,6 +17,33 @@ pub const SENDER_FAMILIES: &[&str] = &[
     "events",
 ];
 
+/// Asks the sending worker to run its tick. The path is internal: `forward` never passes it on.
+pub async fn tick(env: &Env) {
+    let answer = match env.service(bindings::SENDER) {
+        Ok(sender) => {
+            sender
+                .fetch("https://sender.internal/internal/tick", Some(post()))
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(mut resp) if resp.status_code() == 200 => {
+            if let Ok(report) = resp.text().await {
+                worker::console_log!("cron: sender tick {report}");
+            }
+        }
+        Ok(resp) => worker::console_error!("cron: sender tick answered {}", resp.status_code()),
+        Err(e) => worker::console_error!("cron: sender tick failed: {e}"),
+    }
+}
+
+fn post() -> worker::RequestInit {
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post);
+    init
+}
+
 pub async fn forward(req: Request, env: &Env) -> Response {
     let answer = match env.service(bindings::SENDER) {
         Ok(sender) => sender.fetch_request(req).await,

@@ -1,0 +1,274 @@
+//! `/v1/campaigns/{id}`: create and edit (draft), test send (to the test list only), approve
+//! (with a second confirmation above a configurable audience size), schedule, cancel, and read
+//! status with send outcomes by reason.
+
+use epistola_core::auth::Scope;
+use epistola_core::campaign::{transition, validate_campaign, Action, CampaignInput, Status};
+use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
+use epistola_core::ids::validate_id;
+use epistola_worker_kit::auth::require_scope;
+use epistola_worker_kit::db::{enqueue_batch, int, text};
+use serde::Deserialize;
+use serde_json::json;
+use worker::{Env, Request, Response};
+
+use crate::http::{self, read_json, ApiError, ApiResult};
+use crate::store::{self, CampaignRow};
+use crate::{bindings, config, random};
+
+const MAX_CAMPAIGN_BYTES: usize = 64 * 1024;
+/// Var: approving a campaign that can reach more contacts than this needs `confirm_audience`.
+pub const APPROVAL_CONFIRM_ABOVE: &str = "APPROVAL_CONFIRM_ABOVE";
+const DEFAULT_CONFIRM_ABOVE: i64 = 1000;
+
+async fn load(env: &Env, id: &str) -> ApiResult<(CampaignRow, Status)> {
+    let row = store::get_campaign(env, id)
+        .await?
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such campaign"))?;
+    let status = Status::parse(&row.status)
+        .ok_or_else(|| ApiError::internal("campaign", "unknown status"))?;
+    Ok((row, status))
+}
+
+/// A small optional JSON body: defaults when there is none.
+async fn optional_json<T: serde::de::DeserializeOwned + Default>(
+    req: &mut Request,
+) -> ApiResult<T> {
+    if http::content_type(req).starts_with("application/json") {
+        read_json(req, 1024).await
+    } else {
+        Ok(T::default())
+    }
+}
+
+/// The status after `action`, or `409` saying why not.
+fn next(status: Status, action: Action) -> ApiResult<Status> {
+    transition(status, action).ok_or_else(|| {
+        ApiError::new(
+            409,
+            "invalid_status",
+            format!(
+                "cannot {} a campaign that is {}",
+                action.as_str(),
+                status.as_str()
+            ),
+        )
+    })
+}
+
+/// Moves the campaign, failing with `409` if someone else moved it first.
+async fn apply(
+    env: &Env,
+    id: &str,
+    from: Status,
+    to: Status,
+    extra: (&str, &[wasm_bindgen::JsValue]),
+    now: u64,
+) -> ApiResult<()> {
+    if store::set_campaign_status(env, id, from.as_str(), to.as_str(), extra, now).await? {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            409,
+            "conflict",
+            "the campaign changed meanwhile; read it and try again",
+        ))
+    }
+}
+
+/// `PUT /v1/campaigns/{id}`: creates a draft, or edits a draft or tested campaign (back to draft).
+pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(&req, env, Scope::CampaignsWrite).await?;
+    validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
+    let input: CampaignInput = read_json(&mut req, MAX_CAMPAIGN_BYTES).await?;
+    let valid = validate_campaign(&input).map_err(ApiError::invalid)?;
+    if store::get_template(env, &input.template).await?.is_none() {
+        return Err(ApiError::field("template", "no such template"));
+    }
+    if store::get_site(env, &input.site).await?.is_none() {
+        return Err(ApiError::field("site", "no such site"));
+    }
+    let row = CampaignRow {
+        id: id.to_owned(),
+        name: input.name.trim().to_owned(),
+        site_id: input.site,
+        template_id: input.template,
+        purpose: input.purpose,
+        segment: serde_json::to_string(&valid.segment)
+            .map_err(|e| ApiError::internal("segment", e))?,
+        send_window: match &input.send_window {
+            Some(w) => Some(serde_json::to_string(w).map_err(|e| ApiError::internal("window", e))?),
+            None => None,
+        },
+        anonymous: i64::from(input.anonymous),
+        status: Status::Draft.as_str().to_owned(),
+        audience_size: None,
+        scheduled_at: None,
+        cursor: String::new(),
+        base_url: String::new(),
+        created_at: now as i64,
+        updated_at: now as i64,
+    };
+    if !store::put_campaign(env, &row, now).await? {
+        let (_, status) = load(env, id).await?;
+        next(status, Action::Edit)?;
+    }
+    get_json(env, id).await.map(|v| http::json(200, &v))
+}
+
+async fn get_json(env: &Env, id: &str) -> ApiResult<serde_json::Value> {
+    let (c, _) = load(env, id).await?;
+    let mut outcomes = serde_json::Map::new();
+    for (metric, label, n) in store::campaign_counters(env, id).await? {
+        let entry = outcomes
+            .entry(metric)
+            .or_insert_with(|| json!({"total": 0, "by_reason": {}}));
+        entry["total"] = json!(entry["total"].as_i64().unwrap_or(0) + n);
+        if !label.is_empty() {
+            entry["by_reason"][label] = json!(n);
+        }
+    }
+    Ok(json!({
+        "campaign": {
+            "id": c.id, "name": c.name, "site": c.site_id, "template": c.template_id, "purpose": c.purpose,
+            "segment": serde_json::from_str::<serde_json::Value>(&c.segment).unwrap_or_default(),
+            "send_window": c.send_window.as_deref().and_then(|w| serde_json::from_str::<serde_json::Value>(w).ok()),
+            "anonymous": c.anonymous == 1, "status": c.status, "audience_size": c.audience_size,
+            "scheduled_at": c.scheduled_at, "created_at": c.created_at, "updated_at": c.updated_at,
+        },
+        "outcomes": outcomes,
+    }))
+}
+
+/// `GET /v1/campaigns/{id}`.
+pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    get_json(env, id).await.map(|v| http::json(200, &v))
+}
+
+/// `POST /v1/campaigns/{id}/test`: sends the campaign to the test list, and only to it.
+pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    let (_, status) = load(env, id).await?;
+    let to = next(status, Action::Test)?;
+    let recipients = store::test_list(env).await?;
+    if recipients.is_empty() {
+        return Err(ApiError::new(
+            409,
+            "no_test_list",
+            "no contact is on the test list (set test_list: true on a contact)",
+        ));
+    }
+    let run = random::id("").ok_or_else(|| ApiError::internal("test run", "no randomness"))?;
+    let base_url = http::public_base_url(req, env)?;
+    let jobs: Vec<SendJob> = recipients
+        .chunks(CAMPAIGN_CHUNK)
+        .map(|chunk| {
+            SendJob::CampaignChunkV1(CampaignChunk {
+                campaign: id.to_owned(),
+                contacts: chunk.to_vec(),
+                test_run: Some(run.clone()),
+                base_url: base_url.clone(),
+            })
+        })
+        .collect();
+    enqueue_batch(env, bindings::SENDS, &jobs).await?;
+    apply(env, id, status, to, ("", &[]), now).await?;
+    Ok(http::json(
+        202,
+        &json!({ "status": to.as_str(), "test_run": run, "test_recipients": recipients.len() }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ApproveInput {
+    #[serde(default)]
+    confirm_audience: Option<i64>,
+}
+
+/// `POST /v1/campaigns/{id}/approve` (scope `campaigns:approve`): only a tested campaign. Above
+/// `APPROVAL_CONFIRM_ABOVE` reachable contacts the approver must repeat the number.
+pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(&req, env, Scope::CampaignsApprove).await?;
+    let input: ApproveInput = optional_json(&mut req).await?;
+    let (c, status) = load(env, id).await?;
+    let to = next(status, Action::Approve)?;
+    let audience = store::audience_upper_bound(env, &c.site_id, &c.purpose).await?;
+    let threshold = config::text(env, APPROVAL_CONFIRM_ABOVE)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_CONFIRM_ABOVE);
+    if audience > threshold && input.confirm_audience != Some(audience) {
+        let mut e = ApiError::new(
+            409,
+            "confirmation_required",
+            format!("this campaign can reach up to {audience} contacts; approve again with confirm_audience: {audience}"),
+        );
+        e.fields
+            .insert("confirm_audience".into(), format!("must be {audience}"));
+        return Err(e);
+    }
+    apply(
+        env,
+        id,
+        status,
+        to,
+        (", audience_size = ?5", &[int(audience)]),
+        now,
+    )
+    .await?;
+    Ok(http::json(
+        200,
+        &json!({ "status": to.as_str(), "audience_size": audience }),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ScheduleInput {
+    /// Unix seconds; now if absent.
+    #[serde(default)]
+    at: Option<u64>,
+}
+
+/// `POST /v1/campaigns/{id}/schedule` (scope `campaigns:approve`): the cron tick starts it at `at`.
+pub async fn schedule(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(&req, env, Scope::CampaignsApprove).await?;
+    let input: ScheduleInput = optional_json(&mut req).await?;
+    let at = input.at.unwrap_or(now);
+    if at + 300 < now || at > now + 366 * 86_400 {
+        return Err(ApiError::field(
+            "at",
+            "must be unix seconds from now to a year ahead",
+        ));
+    }
+    let (_, status) = load(env, id).await?;
+    let to = next(status, Action::Schedule)?;
+    let base_url = http::public_base_url(&req, env)?;
+    apply(
+        env,
+        id,
+        status,
+        to,
+        (
+            ", scheduled_at = ?5, base_url = ?6, cursor = ''",
+            &[int(at as i64), text(&base_url)],
+        ),
+        now,
+    )
+    .await?;
+    Ok(http::json(
+        200,
+        &json!({ "status": to.as_str(), "scheduled_at": at }),
+    ))
+}
+
+/// `POST /v1/campaigns/{id}/cancel`: stops a campaign at any unfinished status; queued chunks
+/// find it cancelled and send nothing more.
+pub async fn cancel(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    let (_, status) = load(env, id).await?;
+    let to = next(status, Action::Cancel)?;
+    apply(env, id, status, to, ("", &[]), now).await?;
+    Ok(http::json(200, &json!({ "status": to.as_str() })))
+}

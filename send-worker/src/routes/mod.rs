@@ -1,0 +1,61 @@
+//! Requests arriving through the service binding from the edge worker: the sending API, and the
+//! cron tick (`POST /internal/tick`, which the edge never forwards from outside).
+
+use worker::{Env, Method, Request, Response};
+
+use crate::http::{self, ApiError, ApiResult};
+
+mod campaigns;
+mod contacts;
+mod templates;
+
+pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
+    let path = req.path();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let env = &env;
+    match (segments.as_slice(), req.method()) {
+        (["internal", "tick"], Method::Post) => match crate::campaign_jobs::tick(env, now).await {
+            Ok(report) => http::json(200, &report),
+            Err(e) => ApiError::internal("tick", e).into_response(),
+        },
+        (["v1", "contacts"], Method::Post) => respond(contacts::upsert(req, env, now).await),
+        (["v1", "contacts"], _) => http::method_not_allowed("POST"),
+        (["v1", "contacts", "import"], Method::Post) => {
+            respond(contacts::import(req, env, now).await)
+        }
+        (["v1", "contacts", "import"], _) => http::method_not_allowed("POST"),
+        (["v1", "contacts", id], Method::Get) => respond(contacts::get(&req, env, id).await),
+        (["v1", "contacts", id], Method::Delete) => respond(contacts::erase(&req, env, id).await),
+        (["v1", "contacts", _], _) => http::method_not_allowed("GET, DELETE"),
+        (["v1", "suppressions", "import"], Method::Post) => {
+            respond(contacts::import_suppressions(req, env, now).await)
+        }
+        (["v1", "suppressions", "import"], _) => http::method_not_allowed("POST"),
+        (["v1", "templates", id], Method::Put) => respond(templates::put(req, env, id, now).await),
+        (["v1", "templates", id], Method::Get) => respond(templates::get(&req, env, id).await),
+        (["v1", "templates", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "campaigns", id], Method::Put) => respond(campaigns::put(req, env, id, now).await),
+        (["v1", "campaigns", id], Method::Get) => respond(campaigns::get(&req, env, id).await),
+        (["v1", "campaigns", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "campaigns", id, "test"], Method::Post) => {
+            respond(campaigns::test_send(&req, env, id, now).await)
+        }
+        (["v1", "campaigns", id, "approve"], Method::Post) => {
+            respond(campaigns::approve(req, env, id, now).await)
+        }
+        (["v1", "campaigns", id, "schedule"], Method::Post) => {
+            respond(campaigns::schedule(req, env, id, now).await)
+        }
+        (["v1", "campaigns", id, "cancel"], Method::Post) => {
+            respond(campaigns::cancel(&req, env, id, now).await)
+        }
+        (["v1", "campaigns", _, "test" | "approve" | "schedule" | "cancel"], _) => {
+            http::method_not_allowed("POST")
+        }
+        _ => ApiError::new(404, "not_found", "no such route").into_response(),
+    }
+}
+
+fn respond(result: ApiResult<Response>) -> Response {
+    result.unwrap_or_else(ApiError::into_response)
+}
