@@ -3,36 +3,11 @@
 // (the floor). Target: ≥ 50 % of the floor's rate.
 // Run: scripts/bench.sh, or after `cargo build -p epistola-bench-wasm --release --target wasm32-unknown-unknown`.
 
-import { readFileSync } from 'node:fs';
-import { join, resolve, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { loadBenchWasm, nsPerOp } from './wasm-load.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const wasm = readFileSync(join(ROOT, 'target/wasm32-unknown-unknown/release/epistola_bench_wasm.wasm'));
-// mail-builder links web-time's JS clock import; letters get their date passed in, so nothing may
-// call an import: each stub throws, which would fail the benchmark loudly.
-const module = await WebAssembly.compile(wasm);
-const imports = {};
-for (const { module: m, name, kind } of WebAssembly.Module.imports(module)) {
-  if (kind !== 'function') throw new Error(`unexpected ${kind} import ${m}.${name}`);
-  (imports[m] ??= {})[name] = () => { throw new Error(`wasm called the import ${m}.${name}`); };
-}
-const instance = await WebAssembly.instantiate(module, imports);
-const x = instance.exports;
+const x = await loadBenchWasm();
 const ITERS = 100;
-
-function usPerOp(fn) {
-  fn(ITERS / 10); // warm-up: let V8 tier up
-  let best = Infinity;
-  for (let round = 0; round < 5; round++) {
-    const t = process.hrtime.bigint();
-    const done = fn(ITERS);
-    const us = Number(process.hrtime.bigint() - t) / 1000 / ITERS;
-    if (done !== ITERS) throw new Error(`only ${done} of ${ITERS} operations succeeded`);
-    best = Math.min(best, us);
-  }
-  return best;
-}
+const usPerOp = (fn) => nsPerOp(fn, ITERS) / 1000;
 
 const floor = usPerOp((n) => x.lol_html_floor_loop(n));
 const full = usPerOp((n) => x.compose_loop(n));

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use epistola_core::token::Keyring;
 use epistola_sender::compose::{compose, Campaign, Recipient};
-use epistola_sender::template::{Compiled, TemplateSource};
+use epistola_sender::template::Compiled;
 use lol_html::{element, rewrite_str, RewriteStrSettings};
 
 #[path = "newsletter.rs"]
@@ -36,13 +36,7 @@ fn main() {
     let html = newsletter::newsletter_html();
     let links = html.matches("<a ").count();
     let keys = Keyring::new(&[(1, &[7u8; 32])]).expect("valid keys");
-    let template = Compiled::new(&TemplateSource {
-        subject: "Spring picks for {{ contact.name | default('you') }}".into(),
-        html: html.clone(),
-        text: Some("Hello {{ contact.name }}, see https://shop.example/".into()),
-        sms: None,
-    })
-    .expect("compiles");
+    let template = Compiled::new(&newsletter::newsletter_template()).expect("compiles");
     let campaign = Campaign {
         id: "spring-2026",
         template: &template,
@@ -53,7 +47,7 @@ fn main() {
         keys: &keys,
         now: 1_790_000_000,
     };
-    let context = serde_json::json!({"contact": {"name": "Ann", "email": "ann@example.com", "attributes": {"child_age": "3-5"}}});
+    let context = newsletter::recipient_context();
     let iters = 200;
     let floor = us_per_op(iters, || {
         let out = rewrite_str(

@@ -1,6 +1,23 @@
 //! A realistic newsletter for the benchmarks: table layout with inline styles (as e-mail HTML is),
 //! 30 links, personalisation in the greeting and in product blocks, about 100 KB.
 
+use epistola_sender::template::TemplateSource;
+
+/// The newsletter as a campaign template.
+pub fn newsletter_template() -> TemplateSource {
+    TemplateSource {
+        subject: "Spring picks for {{ contact.name | default('you') }}".into(),
+        html: newsletter_html(),
+        text: Some("Hello {{ contact.name }}, see https://shop.example/".into()),
+        sms: None,
+    }
+}
+
+/// One recipient's template context.
+pub fn recipient_context() -> serde_json::Value {
+    serde_json::json!({"contact": {"name": "Ann", "email": "ann@example.com", "attributes": {"child_age": "3-5"}}})
+}
+
 pub fn newsletter_html() -> String {
     let mut html = String::from(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>Spring picks</title>

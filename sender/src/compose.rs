@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::letter::Letter;
 use crate::mime::{build_message, Outgoing};
-use crate::rewrite::{rewrite, RewriteError, Tracking};
+use crate::rewrite::{rewrite, tail_html, RewriteError, Tracking};
 use crate::template::{Compiled, TemplateError};
 
 /// What is the same for every recipient of a campaign.
@@ -71,6 +71,11 @@ struct Context<'a, C: Serialize> {
     inner: &'a C,
     unsubscribe_url: &'a str,
     preferences_url: &'a str,
+    /// Tracked URLs of a prepared template's links (see `rewrite::prepare`).
+    #[serde(rename = "__epistola_links", skip_serializing_if = "Option::is_none")]
+    links: Option<&'a [String]>,
+    #[serde(rename = "__epistola_tail", skip_serializing_if = "Option::is_none")]
+    tail: Option<&'a str>,
 }
 
 pub fn compose<C: Serialize>(
@@ -105,44 +110,74 @@ pub fn compose<C: Serialize>(
         c.keys
             .sign(&claims(Purpose::Open, tracked_contact, None, None))?
     );
-    let rendered = c.template.render(&Context {
-        inner: to.context,
-        unsubscribe_url: &unsubscribe_url,
-        preferences_url: &preferences_url,
-    })?;
     let footer = format!(
         r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}">Unsubscribe</a> &middot; <a href="{preferences_url}">Preferences</a></p>"#
     );
-    let mut sign_error = None;
-    let mut sign = |index: u16, url: &str| {
+    let tracking = Tracking {
+        own_origin: base,
+        pixel_url: Some(&pixel_url),
+        footer_html: Some(&footer),
+        unsubscribe_url: &unsubscribe_url,
+    };
+    let sign_click = |index: u16, url: &str| -> Result<String, TokenError> {
         let link = Some(Link {
             index,
             url: url.to_owned(),
         });
-        match c
+        let token = c
             .keys
-            .sign(&claims(Purpose::Click, tracked_contact, None, link))
-        {
-            Ok(token) => Some(format!("{base}/c/{token}")),
-            Err(e) => {
-                sign_error = Some(e);
-                None
+            .sign(&claims(Purpose::Click, tracked_contact, None, link))?;
+        Ok(format!("{base}/c/{token}"))
+    };
+    let (rendered, links) = match c.template.prepared() {
+        // The template was rewritten once at compile time: fill in this recipient's URLs.
+        Some(prepared) => {
+            let mut urls = Vec::with_capacity(prepared.links.len());
+            let mut links = Vec::with_capacity(prepared.links.len());
+            for (i, url) in prepared.links.iter().enumerate() {
+                // MAX_LINKS < u16::MAX; links to our own origin stay as they are.
+                if url.starts_with(base) {
+                    urls.push(epistola_core::html::escape(url));
+                } else {
+                    urls.push(sign_click(i as u16, url)?);
+                    links.push((i as u16, url.clone()));
+                }
             }
+            let tail = tail_html(&tracking, prepared.has_unsubscribe);
+            let rendered = c.template.render(&Context {
+                inner: to.context,
+                unsubscribe_url: &unsubscribe_url,
+                preferences_url: &preferences_url,
+                links: Some(&urls),
+                tail: Some(&tail),
+            })?;
+            (rendered, links)
+        }
+        // Links computed by the template: render, then rewrite this letter.
+        None => {
+            let mut rendered = c.template.render(&Context {
+                inner: to.context,
+                unsubscribe_url: &unsubscribe_url,
+                preferences_url: &preferences_url,
+                links: None,
+                tail: None,
+            })?;
+            let mut sign_error = None;
+            let mut sign = |index: u16, url: &str| match sign_click(index, url) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    sign_error = Some(e);
+                    None
+                }
+            };
+            let rewritten = rewrite(&rendered.html, &tracking, &mut sign)?;
+            if let Some(e) = sign_error {
+                return Err(e.into());
+            }
+            rendered.html = rewritten.html;
+            (rendered, rewritten.links)
         }
     };
-    let rewritten = rewrite(
-        &rendered.html,
-        &Tracking {
-            own_origin: base,
-            pixel_url: Some(&pixel_url),
-            footer_html: Some(&footer),
-            unsubscribe_url: &unsubscribe_url,
-        },
-        &mut sign,
-    )?;
-    if let Some(e) = sign_error {
-        return Err(e.into());
-    }
     let text = match rendered.text {
         Some(t) if t.contains(&unsubscribe_url) => t,
         Some(t) => {
@@ -153,7 +188,7 @@ pub fn compose<C: Serialize>(
     let letter = Letter {
         subject: rendered.subject,
         text,
-        html: rewritten.html,
+        html: rendered.html,
     };
     let headers = [
         ("List-Unsubscribe", format!("<{unsubscribe_url}>")),
@@ -179,7 +214,7 @@ pub fn compose<C: Serialize>(
         subject: letter.subject,
         html: letter.html,
         sms: rendered.sms,
-        links: rewritten.links,
+        links,
     })
 }
 
@@ -282,6 +317,41 @@ mod tests {
         assert!(
             keys.verify(&unsub[0], Purpose::Click, now).is_err(),
             "purpose-bound"
+        );
+    }
+
+    #[test]
+    fn computed_links_are_rewritten_per_letter() {
+        let keys = keys();
+        let template = compiled(r#"<body><a href="{{ contact.shop }}/cart">Cart</a></body>"#);
+        assert!(
+            template.prepared().is_none(),
+            "a computed link cannot be prepared"
+        );
+        let campaign = campaign("cart", &template, &keys, false);
+        let out = compose(
+            &campaign,
+            &Recipient {
+                contact: "k2",
+                email: "bo@example.com",
+                message: "m2",
+                context: &json!({"contact": {"shop": "https://bo.shop.example"}}),
+            },
+        )
+        .expect("composes");
+        assert_eq!(out.links, [(0, "https://bo.shop.example/cart".to_owned())]);
+        let click = decode_tokens(&out.html, "https://t.example/c/");
+        let claims = keys
+            .verify(&click[0], Purpose::Click, 1_790_000_100)
+            .expect("verifies");
+        assert_eq!(
+            claims.link.expect("link").url,
+            "https://bo.shop.example/cart"
+        );
+        assert!(
+            out.html.contains(">Unsubscribe</a>") && out.html.contains("/o/"),
+            "{}",
+            out.html
         );
     }
 

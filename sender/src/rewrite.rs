@@ -1,8 +1,14 @@
-//! Tracking rewrite of a rendered HTML part, streamed through lol_html: every `http(s)` link
-//! becomes a signed click URL (except links to our own origin, such as unsubscribe, and links
-//! marked `data-epistola-track="off"`), the open pixel goes at the end of the body, and a visible
+//! Tracking rewrite of an HTML part, streamed through lol_html: every `http(s)` link becomes a
+//! signed click URL (except links to our own origin, such as unsubscribe, and links marked
+//! `data-epistola-track="off"`), the open pixel goes at the end of the body, and a visible
 //! unsubscribe footer is added when the template has none.
+//!
+//! Two ways to do it. [`prepare`] rewrites the *template* once, when it is compiled: each static
+//! link becomes a placeholder the template engine fills per recipient, so sending a letter runs no
+//! HTML parser at all. A template whose links are themselves computed (`href="{{ … }}"`) cannot be
+//! prepared; its letters are rewritten one by one after rendering with [`rewrite`].
 
+use epistola_core::html::unescape_attribute;
 use epistola_core::track::MAX_LINKS;
 use epistola_core::url::validate_destination;
 use lol_html::{element, rewrite_str, RewriteStrSettings};
@@ -49,7 +55,7 @@ pub fn rewrite(
                 let Some(raw) = el.get_attribute("href") else {
                     return Ok(());
                 };
-                let href = raw.trim().replace("&amp;", "&");
+                let href = unescape_attribute(raw.trim()).into_owned();
                 if !tracking.unsubscribe_url.is_empty() && href == tracking.unsubscribe_url {
                     has_unsubscribe = true;
                 }
@@ -78,6 +84,106 @@ pub fn rewrite(
     )
     .map_err(|e| RewriteError(e.to_string()))?;
     // Footer and pixel go just before the last `</body>`, or at the end of a fragment.
+    let tail = tail_html(tracking, has_unsubscribe);
+    let at = rfind_ignore_ascii_case(&result, "</body>").unwrap_or(result.len());
+    result.insert_str(at, &tail);
+    Ok(Rewritten {
+        html: result,
+        links,
+    })
+}
+
+/// Context variable holding the tracked URL of each prepared link, in order.
+pub const LINKS_VAR: &str = "__epistola_links";
+/// Context variable holding the footer and pixel HTML of a prepared template.
+pub const TAIL_VAR: &str = "__epistola_tail";
+
+/// A template's HTML rewritten once for tracking, see [`prepare`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The template source with placeholders.
+    pub source: String,
+    /// The destination of each placeholder, by index.
+    pub links: Vec<String>,
+    /// Whether the template links to `{{ unsubscribe_url }}` itself (then no footer is added).
+    pub has_unsubscribe: bool,
+}
+
+fn is_expression(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%")
+}
+
+fn is_variable(href: &str, name: &str) -> bool {
+    href.strip_prefix("{{")
+        .and_then(|h| h.strip_suffix("}}"))
+        .is_some_and(|inner| inner.trim() == name)
+}
+
+/// Prepares a template's HTML source: static links become `{{ __epistola_links[i] | safe }}`,
+/// and `{{ __epistola_tail | safe }}` goes before `</body>`. `None` when a link's destination is
+/// computed by the template (or template code sits inside an `<a>` tag): such a template is
+/// rewritten per letter instead.
+pub fn prepare(source: &str) -> Result<Option<Prepared>, RewriteError> {
+    let mut links: Vec<String> = Vec::new();
+    let mut dynamic = false;
+    let mut has_unsubscribe = false;
+    let mut out = rewrite_str(
+        source,
+        RewriteStrSettings {
+            element_content_handlers: vec![element!("a", |el| {
+                if el.attributes().iter().any(|a| {
+                    is_expression(&a.name()) || (a.name() != "href" && is_expression(&a.value()))
+                }) {
+                    dynamic = true;
+                    return Ok(());
+                }
+                let Some(raw) = el.get_attribute("href") else {
+                    return Ok(());
+                };
+                let href = unescape_attribute(raw.trim()).into_owned();
+                let opted_out = el
+                    .get_attribute(NO_TRACK_ATTRIBUTE)
+                    .is_some_and(|v| v == "off");
+                el.remove_attribute(NO_TRACK_ATTRIBUTE);
+                if is_variable(&href, "unsubscribe_url") {
+                    has_unsubscribe = true;
+                    return Ok(());
+                }
+                if is_variable(&href, "preferences_url") || opted_out {
+                    return Ok(());
+                }
+                if is_expression(&href) {
+                    dynamic = true;
+                    return Ok(());
+                }
+                if links.len() >= MAX_LINKS || validate_destination(&href).is_err() {
+                    return Ok(());
+                }
+                el.set_attribute(
+                    "href",
+                    &format!("{{{{ {LINKS_VAR}[{}] | safe }}}}", links.len()),
+                )?;
+                links.push(href);
+                Ok(())
+            })],
+            ..RewriteStrSettings::new()
+        },
+    )
+    .map_err(|e| RewriteError(e.to_string()))?;
+    if dynamic {
+        return Ok(None);
+    }
+    let at = rfind_ignore_ascii_case(&out, "</body>").unwrap_or(out.len());
+    out.insert_str(at, &format!("{{{{ {TAIL_VAR} | safe }}}}"));
+    Ok(Some(Prepared {
+        source: out,
+        links,
+        has_unsubscribe,
+    }))
+}
+
+/// The footer and pixel HTML that go before `</body>`.
+pub fn tail_html(tracking: &Tracking<'_>, has_unsubscribe: bool) -> String {
     let mut tail = String::new();
     if !has_unsubscribe {
         tail.push_str(tracking.footer_html.unwrap_or_default());
@@ -87,12 +193,7 @@ pub fn rewrite(
             r#"<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px">"#
         ));
     }
-    let at = rfind_ignore_ascii_case(&result, "</body>").unwrap_or(result.len());
-    result.insert_str(at, &tail);
-    Ok(Rewritten {
-        html: result,
-        links,
-    })
+    tail
 }
 
 fn rfind_ignore_ascii_case(haystack: &str, needle: &str) -> Option<usize> {
@@ -192,6 +293,44 @@ mod tests {
             out.html
         );
         assert!(out.html.ends_with("height:1px\">"), "{}", out.html);
+    }
+
+    #[test]
+    fn prepared_templates_carry_placeholders_for_static_links_only() {
+        let source = r#"<body><a href="https://shop.example/a?x=1&amp;y=2">A</a>
+<a href="{{ unsubscribe_url }}">Leave</a> <a href="{{preferences_url}}">Prefs</a>
+<a href="https://shop.example/b" data-epistola-track="off">B</a> <a href="mailto:x@y.z">m</a></body>"#;
+        let p = prepare(source).expect("parses").expect("static");
+        assert_eq!(p.links, ["https://shop.example/a?x=1&y=2"]);
+        assert!(p.has_unsubscribe);
+        assert!(
+            p.source
+                .starts_with(r#"<body><a href="{{ __epistola_links[0] | safe }}">A</a>"#),
+            "{}",
+            p.source
+        );
+        assert!(
+            p.source
+                .contains(r#"<a href="https://shop.example/b">B</a>"#),
+            "{}",
+            p.source
+        );
+        assert!(
+            p.source.ends_with("{{ __epistola_tail | safe }}</body>"),
+            "{}",
+            p.source
+        );
+    }
+
+    #[test]
+    fn computed_links_cannot_be_prepared() {
+        for source in [
+            r#"<a href="https://shop.example/?u={{ contact.id }}">x</a>"#,
+            r#"{% for p in products %}<a href="{{ p.url }}">x</a>{% endfor %}"#,
+            r#"<a {% if vip %}class="v"{% endif %} href="https://shop.example/">x</a>"#,
+        ] {
+            assert_eq!(prepare(source).expect("parses"), None, "{source}");
+        }
     }
 
     #[test]

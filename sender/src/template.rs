@@ -4,6 +4,8 @@
 //! missing field and a missing field never fails a send.
 
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+
+use crate::rewrite::{prepare, Prepared};
 use serde::Serialize;
 
 /// The parts of a template as stored.
@@ -136,12 +138,23 @@ pub struct Compiled {
     env: Environment<'static>,
     has_text: bool,
     has_sms: bool,
+    /// The HTML part rewritten for tracking at compile time, when its links are static.
+    prepared: Option<Prepared>,
 }
 
 impl Compiled {
     pub fn new(t: &TemplateSource) -> Result<Compiled, TemplateError> {
         let mut env = environment();
+        let prepared = prepare(&t.html).map_err(|e| TemplateError {
+            part: "html",
+            line: None,
+            message: e.to_string(),
+        })?;
         for (part, source) in parts(t) {
+            let source = match (part, &prepared) {
+                ("html", Some(p)) => Some(p.source.as_str()),
+                _ => source,
+            };
             if let Some(source) = source {
                 env.add_template_owned(part, source.to_owned())
                     .map_err(|e| error(part, &e))?;
@@ -151,7 +164,13 @@ impl Compiled {
             env,
             has_text: t.text.is_some(),
             has_sms: t.sms.is_some(),
+            prepared,
         })
+    }
+
+    /// The tracking-prepared HTML, if the template's links are static (see [`prepare`]).
+    pub fn prepared(&self) -> Option<&Prepared> {
+        self.prepared.as_ref()
     }
 
     fn one<C: Serialize>(&self, part: &'static str, ctx: &C) -> Result<String, TemplateError> {

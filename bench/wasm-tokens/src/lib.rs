@@ -87,16 +87,9 @@ mod newsletter;
 #[no_mangle]
 pub extern "C" fn compose_loop(iters: u32) -> u32 {
     use epistola_sender::compose::{compose, Campaign, Recipient};
-    use epistola_sender::template::{Compiled, TemplateSource};
-    let (Some(keys), Ok(template)) = (
-        keys(),
-        Compiled::new(&TemplateSource {
-            subject: "Spring picks for {{ contact.name | default('you') }}".into(),
-            html: newsletter::newsletter_html(),
-            text: Some("Hello {{ contact.name }}, see https://shop.example/".into()),
-            sms: None,
-        }),
-    ) else {
+    use epistola_sender::template::Compiled;
+    let (Some(keys), Ok(template)) = (keys(), Compiled::new(&newsletter::newsletter_template()))
+    else {
         return 0;
     };
     let campaign = Campaign {
@@ -109,7 +102,7 @@ pub extern "C" fn compose_loop(iters: u32) -> u32 {
         keys: &keys,
         now: 1_790_000_000,
     };
-    let context = serde_json::json!({"contact": {"name": "Ann", "email": "ann@example.com", "attributes": {"child_age": "3-5"}}});
+    let context = newsletter::recipient_context();
     let recipient = Recipient {
         contact: "c_0001",
         email: "ann@example.com",
