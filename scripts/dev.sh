@@ -11,6 +11,7 @@ BASE="http://127.0.0.1:$PORT"
 SHOP_PORT=8788
 MAIL_SMTP=1025
 MAIL_WEB=1080
+SMS_PORT=1081
 
 scripts/setup.sh
 scripts/build.sh
@@ -20,22 +21,25 @@ if [ ! -f .dev.vars ]; then
   echo "creating .dev.vars with fresh local secrets"
   printf 'SIGNING_KEYS="1:%s"\nIP_HASH_KEY="%s"\n' "$(rand)" "$(rand)" > .dev.vars
 fi
-# The sending worker signs with the same key ring and delivers to the local sink.
+# The sending worker signs with the same key ring and delivers to the local sinks (mail and SMS).
 { grep '^SIGNING_KEYS=' .dev.vars
-  printf 'SMTP_HOST="127.0.0.1"\nSMTP_PORT="%s"\nSMTP_STARTTLS="off"\n' "$MAIL_SMTP"; } > send-worker/.dev.vars
+  printf 'SMTP_HOST="127.0.0.1"\nSMTP_PORT="%s"\nSMTP_STARTTLS="off"\n' "$MAIL_SMTP"
+  printf 'SMS_API_URL="http://127.0.0.1:%s"\nSMS_ACCOUNT="AC_local"\nSMS_TOKEN="local-token"\nSMS_FROM="+15005550006"\n' "$SMS_PORT"; } > send-worker/.dev.vars
 
 wrangler d1 migrations apply DB --local >/dev/null
 TOKEN="ep_$(rand)"
 HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 NOW="$(date +%s)"
 wrangler d1 execute DB --local --command \
-  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write', $NOW);" >/dev/null
+  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write', $NOW);" >/dev/null
 
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT INT TERM
 maildev --smtp "$MAIL_SMTP" --web "$MAIL_WEB" --ip 127.0.0.1 --web-ip 127.0.0.1 >/dev/null &
 PIDS+=($!)
 node scripts/static-server.mjs demo "$SHOP_PORT" "$BASE" &
+PIDS+=($!)
+node scripts/sms-sink.mjs "$SMS_PORT" AC_local local-token &
 PIDS+=($!)
 # Both workers in one process (shared local D1, KV and queues; the edge reaches the sending worker
 # through its service binding).
@@ -70,8 +74,9 @@ Epistola is running at $BASE
 
   Demo shop (widget embedded):  http://127.0.0.1:$SHOP_PORT  — view two toys, the form appears
   Mail sink (maildev):          http://127.0.0.1:$MAIL_WEB  — the confirmation e-mail lands here
+  SMS sink:                     http://127.0.0.1:$SMS_PORT/messages  — SMS fallbacks land here
 
-Demo API token (scopes track:sign stats:read sites:write):
+Demo API token (all scopes):
   $TOKEN
 
 A demo campaign "demo" was signed for contact "demo-reader":
@@ -84,6 +89,13 @@ Open the pixel or a link in your browser, then watch the stats change:
 Sign links for your own message:
   curl -s -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \\
     -d '{"campaign":"spring","contact":"c-1","links":["https://example.com/"]}' $BASE/v1/track/links
+
+Send a campaign (the test letter lands in maildev; see README "Templates and campaigns"):
+  AUTH="Authorization: Bearer $TOKEN"; JSON='content-type: application/json'
+  curl -s -H "\$AUTH" -H "\$JSON" -d '{"email":"you@example.com","name":"You","test_list":true,"consents":[{"site":"demo","purpose":"newsletter","channel":"email","source":"demo"}]}' $BASE/v1/contacts
+  curl -s -X PUT -H "\$AUTH" -H "\$JSON" -d '{"name":"Hello","subject":"Hello {{ contact.name }}","html":"<p>Hi!</p><a href=\"https://example.com/\">Shop</a>"}' $BASE/v1/templates/hello
+  curl -s -X PUT -H "\$AUTH" -H "\$JSON" -d '{"name":"Hello","site":"demo","template":"hello","purpose":"newsletter","segment":{"everyone":true}}' $BASE/v1/campaigns/hello
+  curl -s -X POST -H "\$AUTH" $BASE/v1/campaigns/hello/test
 
 Ctrl-C to stop.
 INFO

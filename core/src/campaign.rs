@@ -108,7 +108,14 @@ pub struct CampaignInput {
     /// Aggregate-only tracking (no contact ids in open and click tokens).
     #[serde(default)]
     pub anonymous: bool,
+    /// Send the template's SMS version to recipients with SMS consent who did not open or click
+    /// (as a person: privacy-proxy and scanner events do not count) within this many seconds.
+    #[serde(default)]
+    pub sms_fallback_after_seconds: Option<u64>,
 }
+
+/// Longest wait before an SMS fallback (a week).
+pub const MAX_SMS_FALLBACK_SECONDS: u64 = 7 * 86_400;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -168,6 +175,15 @@ pub fn validate_campaign(input: &CampaignInput) -> Result<ValidCampaign, FieldEr
                 "must be [from, to) local hours with from < to <= 24".into(),
             );
         }
+    }
+    if input
+        .sms_fallback_after_seconds
+        .is_some_and(|s| s == 0 || s > MAX_SMS_FALLBACK_SECONDS)
+    {
+        errors.insert(
+            "sms_fallback_after_seconds".into(),
+            "must be 1 second to 7 days".into(),
+        );
     }
     match (segment, errors.is_empty()) {
         (Some(segment), true) => Ok(ValidCampaign { segment }),

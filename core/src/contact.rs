@@ -248,6 +248,16 @@ pub fn utc_offset_seconds(time_zone: &str, at: u64) -> Option<i32> {
     Some(tz.to_offset(ts).seconds())
 }
 
+/// The UTC calendar day of a unix time as `("YYYY-MM-DD", "MM-DD")` (birthdays match on the second).
+pub fn utc_date(at: u64) -> Option<(String, String)> {
+    let ts = jiff::Timestamp::from_second(i64::try_from(at).ok()?).ok()?;
+    let date = ts.to_zoned(jiff::tz::TimeZone::UTC).date();
+    Some((
+        format!("{:04}-{:02}-{:02}", date.year(), date.month(), date.day()),
+        format!("{:02}-{:02}", date.month(), date.day()),
+    ))
+}
+
 /// SHA-256 (hex) of a normalised address: how imported suppression lists are stored and matched.
 pub fn address_hash(normalised_email: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -333,6 +343,24 @@ mod tests {
         );
         assert_eq!(utc_offset_seconds("UTC", 0), Some(0));
         assert_eq!(utc_offset_seconds("Nowhere/Else", 0), None);
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc_date(0), Some(("1970-01-01".into(), "01-01".into())));
+        assert_eq!(
+            utc_date(951_782_400),
+            Some(("2000-02-29".into(), "02-29".into()))
+        );
+        // 2026-11-23T00:00:00Z and the second before it.
+        assert_eq!(
+            utc_date(1_795_391_999),
+            Some(("2026-11-22".into(), "11-22".into()))
+        );
+        assert_eq!(
+            utc_date(1_795_392_000),
+            Some(("2026-11-23".into(), "11-23".into()))
+        );
     }
 
     #[test]

@@ -30,6 +30,19 @@ pub enum SendJob {
     /// Up to [`CAMPAIGN_CHUNK`] recipients of a campaign (or of its test send).
     #[serde(rename = "campaign_chunk.v1")]
     CampaignChunkV1(CampaignChunk),
+    /// Up to [`CAMPAIGN_CHUNK`] chain runs due for the same step.
+    #[serde(rename = "chain_chunk.v1")]
+    ChainChunkV1(ChainChunk),
+}
+
+/// Runs of one chain whose step `step` is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainChunk {
+    pub chain: String,
+    pub step: usize,
+    /// (run id, contact id).
+    pub runs: Vec<(String, String)>,
+    pub base_url: String,
 }
 
 /// A mail job about one capture. The send key (kind + capture) makes its delivery idempotent.
@@ -56,6 +69,9 @@ pub struct CampaignChunk {
     pub test_run: Option<String>,
     /// Public origin for links in the letter.
     pub base_url: String,
+    /// The SMS fallback of the campaign rather than its e-mail.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sms: bool,
 }
 
 /// What was tracked.

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod campaign;
 pub mod capture;
+pub mod chain;
 pub mod classify;
 pub mod consent;
 pub mod contact;

@@ -12,10 +12,11 @@ use epistola_core::campaign::WindowInput;
 use epistola_core::consent::{current, Action, Entry};
 use epistola_core::contact::{address_hash, attributes, utc_offset_seconds};
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
-use epistola_core::policy::{decide, Decision, Limits, Outgoing, Recipient, SendKind};
+use epistola_core::policy::{decide, Decision, Limits, Outgoing, Recipient, SendKind, SendWindow};
 use epistola_core::segment::{self, Facts, Rule};
 use epistola_core::site::Channel;
 use epistola_sender::compose::{compose, Campaign, Recipient as LetterRecipient};
+use epistola_sender::sms::{sms_text, SmsOutcome};
 use epistola_sender::smtp::Envelope;
 use epistola_sender::template::{Compiled, TemplateSource};
 use epistola_worker_kit::db::enqueue_batch;
@@ -24,7 +25,7 @@ use worker::Env;
 
 use crate::doi::JobOutcome;
 use crate::store::{self, CampaignRow, CampaignSend, ContactRow, TemplateRow};
-use crate::{bindings, config, mailer};
+use crate::{bindings, config, mailer, sms};
 
 /// Contacts read per fan-out page, and pages per tick (bounded work per cron run).
 const PAGE: usize = 1000;
@@ -81,7 +82,7 @@ fn limits(env: &Env) -> Limits {
 }
 
 /// The attribute map of a contact (standard attributes + custom fields).
-fn contact_attributes(c: &ContactRow) -> BTreeMap<String, String> {
+pub fn contact_attributes(c: &ContactRow) -> BTreeMap<String, String> {
     let custom: BTreeMap<String, String> =
         serde_json::from_str::<BTreeMap<String, serde_json::Value>>(&c.fields)
             .unwrap_or_default()
@@ -105,7 +106,7 @@ fn contact_attributes(c: &ContactRow) -> BTreeMap<String, String> {
     )
 }
 
-fn tags(c: &ContactRow) -> BTreeSet<String> {
+pub fn contact_tags(c: &ContactRow) -> BTreeSet<String> {
     c.tags
         .as_deref()
         .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
@@ -120,24 +121,29 @@ fn tags(c: &ContactRow) -> BTreeSet<String> {
 /// Called by the edge worker's cron (through the service binding). Returns what it queued.
 pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
     let mut queued = 0usize;
+    let mut read = 0usize;
+    // D1 write statements issued for fan-out: one to start due campaigns, one per page.
+    let mut writes = 1usize;
     let mut finished = Vec::new();
     for campaign in store::campaigns_to_fan_out(env, now).await? {
-        let (n, done) = fan_out(env, &campaign, now).await?;
-        queued += n;
-        if done {
+        let page = fan_out(env, &campaign, now).await?;
+        queued += page.queued;
+        read += page.read;
+        writes += page.writes;
+        if page.done {
             finished.push(campaign.id.clone());
         }
     }
     let due = store::due_deferred(env, now, DEFERRED_LEASE_SECONDS).await?;
-    let mut by_campaign: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut by_campaign: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
     for d in &due {
         by_campaign
-            .entry(d.campaign_id.clone())
+            .entry((d.campaign_id.clone(), d.channel == "sms"))
             .or_default()
             .push(d.contact_id.clone());
     }
     let mut jobs = Vec::new();
-    for (campaign, contacts) in by_campaign {
+    for ((campaign, sms), contacts) in by_campaign {
         let base_url = store::get_campaign(env, &campaign)
             .await?
             .map(|c| c.base_url)
@@ -148,26 +154,44 @@ pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
                 contacts: chunk.to_vec(),
                 test_run: None,
                 base_url: base_url.clone(),
+                sms,
             }));
         }
     }
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
-    Ok(json!({ "queued": queued, "requeued_deferred": due.len(), "finished": finished }))
+    let (chain_runs_due, birthdays) = crate::chain_jobs::tick(env, now).await?;
+    Ok(json!({
+        "queued": queued, "contacts_read": read, "fanout_write_statements": writes,
+        "requeued_deferred": due.len(), "finished": finished,
+        "chain_runs_due": chain_runs_due, "birthday_runs": birthdays,
+    }))
 }
 
 /// Schedules up to PAGES_PER_TICK pages of a sending campaign's audience. Segment rules are
 /// applied here; consent, suppression and timing are checked at send time. Chunks are queued
 /// before the cursor moves, so a crash re-queues a page (harmless: send keys) rather than losing it.
-async fn fan_out(env: &Env, c: &CampaignRow, now: u64) -> worker::Result<(usize, bool)> {
+/// What one campaign's fan-out did in a tick.
+#[derive(Debug, Default)]
+struct FanOut {
+    /// Contacts queued (in the segment).
+    queued: usize,
+    /// Contacts read (pages).
+    read: usize,
+    /// D1 write statements (cursor moves).
+    writes: usize,
+    done: bool,
+}
+
+async fn fan_out(env: &Env, c: &CampaignRow, now: u64) -> worker::Result<FanOut> {
     let Ok(rule) = serde_json::from_str::<serde_json::Value>(&c.segment)
         .map_err(|e| e.to_string())
         .and_then(|v| segment::parse(&v).map_err(|e| e.to_string()))
     else {
         worker::console_error!("campaign {}: stored segment is invalid", c.id);
-        return Ok((0, false));
+        return Ok(FanOut::default());
     };
     let mut cursor = c.cursor.clone();
-    let mut queued = 0;
+    let mut report = FanOut::default();
     for _ in 0..PAGES_PER_TICK {
         let page = store::contacts_page(env, &cursor, PAGE).await?;
         let finished = page.len() < PAGE;
@@ -180,22 +204,26 @@ async fn fan_out(env: &Env, c: &CampaignRow, now: u64) -> worker::Result<(usize,
                     contacts: chunk.to_vec(),
                     test_run: None,
                     base_url: c.base_url.clone(),
+                    sms: false,
                 })
             })
             .collect();
         enqueue_batch(env, bindings::SENDS, &jobs).await?;
-        queued += selected.len();
+        report.queued += selected.len();
+        report.read += page.len();
+        report.writes += 1;
         let next = page.last().map_or(cursor.clone(), |k| k.id.clone());
         if !store::advance_cursor(env, &c.id, &cursor, &next, finished, now).await? {
             // Cancelled, or another tick moved on: stop here.
-            return Ok((queued, false));
+            return Ok(report);
         }
         if finished {
-            return Ok((queued, true));
+            report.done = true;
+            return Ok(report);
         }
         cursor = next;
     }
-    Ok((queued, false))
+    Ok(report)
 }
 
 async fn select(
@@ -225,7 +253,7 @@ async fn select(
         .filter(|c| {
             let mut facts = engaged.remove(&c.id).unwrap_or_default();
             facts.attributes = contact_attributes(c);
-            facts.tags = tags(c);
+            facts.tags = contact_tags(c);
             segment::matches(rule, &facts, now)
         })
         .map(|c| c.id.clone())
@@ -234,6 +262,47 @@ async fn select(
 
 // ---------------------------------------------------------------------------------------------
 // Chunk: guardrails, compose, deliver.
+
+/// Renders and sends the SMS version (the send key is already claimed) and records the outcome.
+async fn send_sms(
+    env: &Env,
+    template: &Compiled,
+    context: &serde_json::Value,
+    contact: &ContactRow,
+    record: &CampaignSend<'_>,
+    now: u64,
+) -> worker::Result<Delivered> {
+    let text = match template.render_sms(context) {
+        Ok(Some(t)) => sms_text(&t),
+        Ok(None) => String::new(),
+        Err(e) => {
+            worker::console_error!("sms render: {e}");
+            String::new()
+        }
+    };
+    let (phone, delivered) = match contact.phone.as_deref() {
+        Some(p) if !text.is_empty() => (p, None),
+        _ => ("", Some(("failed", "render_error", Delivered::Failed))),
+    };
+    let (status, reason, delivered, detail) = match delivered {
+        Some((s, r, d)) => (s, Some(r), d, None),
+        None => match sms::send(env, phone, &text).await {
+            (SmsOutcome::Accepted, _) => ("sent", None, Delivered::Sent, None),
+            (SmsOutcome::Transient, detail) => ("retrying", None, Delivered::Retrying, detail),
+            (SmsOutcome::Permanent, detail) => {
+                ("failed", Some("sms_refused"), Delivered::Failed, detail)
+            }
+        },
+    };
+    let outcome = CampaignSend {
+        status,
+        reason,
+        detail: detail.as_deref(),
+        ..*record
+    };
+    store::record_campaign_send(env, &outcome, true, now).await?;
+    Ok(delivered)
+}
 
 pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobOutcome {
     match try_chunk(env, chunk, now).await {
@@ -256,34 +325,141 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
     {
         return Ok(JobOutcome::Done);
     }
+    let mailing = Mailing {
+        stats_id: &campaign.id,
+        name: &campaign.name,
+        kind: if test {
+            SendKind::Test
+        } else {
+            SendKind::Campaign
+        },
+        site_id: &campaign.site_id,
+        template_id: &campaign.template_id,
+        purpose: &campaign.purpose,
+        window: campaign
+            .send_window
+            .as_deref()
+            .and_then(|w| serde_json::from_str::<WindowInput>(w).ok())
+            .map(|w| w.to_window()),
+        anonymous: campaign.anonymous == 1,
+        base_url: &chunk.base_url,
+        channel: if chunk.sms {
+            Channel::Sms
+        } else {
+            Channel::Email
+        },
+        sms_fallback_after: campaign
+            .sms_fallback_after
+            .and_then(|s| u64::try_from(s).ok())
+            .filter(|_| !test),
+    };
+    let recipients: Vec<(String, String)> = chunk
+        .contacts
+        .iter()
+        .map(|contact| {
+            let key = match &chunk.test_run {
+                Some(run) => format!("test.{}.{run}.{contact}", campaign.id),
+                None if chunk.sms => sms_fallback_key(&campaign.id, contact),
+                None => format!("campaign.{}.{contact}", campaign.id),
+            };
+            (contact.clone(), key)
+        })
+        .collect();
+    Ok(deliver(env, &mailing, &recipients, now).await?.0)
+}
+
+fn sms_fallback_key(campaign: &str, contact: &str) -> String {
+    format!("sms.{campaign}.{contact}")
+}
+
+/// One message sent to many: a campaign (or its test), or one step of a trigger chain.
+#[derive(Debug)]
+pub struct Mailing<'a> {
+    /// The id its outcomes, opens and clicks count under (campaign id, or chain step id).
+    pub stats_id: &'a str,
+    pub name: &'a str,
+    pub kind: SendKind,
+    pub site_id: &'a str,
+    pub template_id: &'a str,
+    pub purpose: &'a str,
+    pub window: Option<SendWindow>,
+    pub anonymous: bool,
+    pub base_url: &'a str,
+    pub channel: Channel,
+    /// After a sent e-mail, when to check engagement and send the SMS version.
+    pub sms_fallback_after: Option<u64>,
+}
+
+impl Mailing<'_> {
+    fn record_kind(&self) -> &'static str {
+        match self.kind {
+            SendKind::Campaign => "campaign",
+            SendKind::Test => "test",
+            SendKind::ChainStep => "chain",
+        }
+    }
+}
+
+/// What happened to one recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivered {
+    Sent,
+    Skipped,
+    Deferred {
+        until: u64,
+    },
+    Failed,
+    /// A transient transport failure: the job is retried.
+    Retrying,
+    /// Decided before (final outcome recorded) or in flight elsewhere.
+    AlreadyDone,
+}
+
+/// Runs the guardrails for each (contact, send key), then composes and delivers. Returns whether
+/// the job is finished and each contact's outcome (contacts that no longer exist have none).
+pub async fn deliver(
+    env: &Env,
+    m: &Mailing<'_>,
+    recipients: &[(String, String)],
+    now: u64,
+) -> worker::Result<(JobOutcome, HashMap<String, Delivered>)> {
+    let mut results = HashMap::new();
     let (Some(template), Some(site)) = (
-        store::get_template(env, &campaign.template_id).await?,
-        store::get_site(env, &campaign.site_id).await?,
+        store::get_template(env, m.template_id).await?,
+        store::get_site(env, m.site_id).await?,
     ) else {
-        worker::console_error!("campaign {}: template or site is gone", campaign.id);
-        return Ok(JobOutcome::Done);
+        worker::console_error!("{}: template or site is gone", m.stats_id);
+        return Ok((JobOutcome::Done, results));
     };
     let Some(compiled) = compiled(&template) else {
-        return Ok(JobOutcome::Done);
+        return Ok((JobOutcome::Done, results));
     };
     let Some(keys) = config::keyring(env) else {
-        return Ok(JobOutcome::Retry);
+        return Ok((JobOutcome::Retry, results));
     };
     let limits = limits(env);
-    let send_key = |contact: &str| match &chunk.test_run {
-        Some(run) => format!("test.{}.{run}.{contact}", campaign.id),
-        None => format!("campaign.{}.{contact}", campaign.id),
-    };
-    let keys_wanted: Vec<String> = chunk.contacts.iter().map(|c| send_key(c)).collect();
+    let contact_ids: Vec<String> = recipients.iter().map(|(c, _)| c.clone()).collect();
+    let keys_wanted: Vec<String> = recipients.iter().map(|(_, k)| k.clone()).collect();
+    let send_keys: HashMap<&str, &str> = recipients
+        .iter()
+        .map(|(c, k)| (c.as_str(), k.as_str()))
+        .collect();
     let longest_cap = limits.caps.iter().map(|(w, _)| *w).max().unwrap_or(0);
     let mut facts = store::chunk_facts(
         env,
-        &campaign.site_id,
-        &chunk.contacts,
+        m.site_id,
+        &contact_ids,
         &keys_wanted,
+        m.channel.as_str(),
         now.saturating_sub(longest_cap),
     )
     .await?;
+    // An SMS fallback goes only to those who did not engage with the e-mail as a person.
+    let engaged = if m.channel == Channel::Sms {
+        store::engaged(env, m.stats_id, &contact_ids).await?
+    } else {
+        std::collections::HashSet::new()
+    };
     let hashes: Vec<String> = facts
         .contacts
         .iter()
@@ -295,43 +471,33 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
             .unwrap_or_default()
             .into_iter()
             .collect();
-    let window = campaign
-        .send_window
-        .as_deref()
-        .and_then(|w| serde_json::from_str::<WindowInput>(w).ok())
-        .map(|w| w.to_window());
+    let test = m.kind == SendKind::Test;
     let outgoing = Outgoing {
-        kind: if test {
-            SendKind::Test
-        } else {
-            SendKind::Campaign
-        },
-        purpose: &campaign.purpose,
-        channel: Channel::Email,
+        kind: m.kind,
+        purpose: m.purpose,
+        channel: m.channel,
         audience_tags: &audience,
-        window: window.as_ref(),
+        window: m.window.as_ref(),
     };
     let letter = Campaign {
-        id: &campaign.id,
+        id: m.stats_id,
         template: &compiled,
-        base_url: &chunk.base_url,
+        base_url: m.base_url,
         from_name: &site.name,
         from: &site.from_email,
-        anonymous: campaign.anonymous == 1,
+        anonymous: m.anonymous,
         keys: &keys,
         now,
     };
-    let helo = chunk
-        .base_url
-        .split("://")
-        .nth(1)
-        .unwrap_or("epistola.invalid");
+    let helo = m.base_url.split("://").nth(1).unwrap_or("epistola.invalid");
     let helo = helo.split([':', '/']).next().unwrap_or(helo);
     let mut outcome = JobOutcome::Done;
     let mut links_registered = false;
     let contacts = std::mem::take(&mut facts.contacts);
     for contact in &contacts {
-        let key = send_key(&contact.id);
+        let Some(key) = send_keys.get(contact.id.as_str()).map(|k| (*k).to_owned()) else {
+            continue;
+        };
         let entries: Vec<Entry> = facts
             .ledger
             .iter()
@@ -369,30 +535,54 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
         };
         let mut record = CampaignSend {
             send_key: &key,
-            kind: if test { "test" } else { "campaign" },
+            kind: m.record_kind(),
             contact: &contact.id,
-            campaign: if test { None } else { Some(&campaign.id) },
+            campaign: if test { None } else { Some(m.stats_id) },
             status: "",
             reason: None,
             detail: None,
             due_at: None,
+            channel: m.channel.as_str(),
         };
+        let precheck = if m.channel != Channel::Sms
+            || matches!(status, Some("sent" | "failed" | "skipped" | "sending"))
+        {
+            None
+        } else if engaged.contains(&contact.id) {
+            Some("engaged")
+        } else if contact.phone.is_none() {
+            Some("no_phone")
+        } else {
+            None
+        };
+        if let Some(reason) = precheck {
+            record.status = "skipped";
+            record.reason = Some(reason);
+            store::record_campaign_send(env, &record, false, now).await?;
+            results.insert(contact.id.clone(), Delivered::Skipped);
+            continue;
+        }
         match decide(&outgoing, &recipient, &limits, now) {
             // Already final (or in flight elsewhere): nothing to do, nothing to count again.
-            Decision::Skip(epistola_core::policy::SkipReason::AlreadySent) => {}
+            Decision::Skip(epistola_core::policy::SkipReason::AlreadySent) => {
+                results.insert(contact.id.clone(), Delivered::AlreadyDone);
+            }
             Decision::Skip(reason) => {
                 record.status = "skipped";
                 record.reason = Some(reason.as_str());
                 store::record_campaign_send(env, &record, false, now).await?;
+                results.insert(contact.id.clone(), Delivered::Skipped);
             }
             Decision::Defer { until, reason } => {
                 record.status = "deferred";
                 record.reason = Some(reason.as_str());
                 record.due_at = Some(until);
                 store::record_campaign_send(env, &record, false, now).await?;
+                results.insert(contact.id.clone(), Delivered::Deferred { until });
             }
             Decision::Send => {
                 if !store::claim_send(env, &record, now).await? {
+                    results.insert(contact.id.clone(), Delivered::AlreadyDone);
                     continue;
                 }
                 // Attributes that are not set are left out (undefined), so `default(...)` applies;
@@ -403,9 +593,18 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
                 person.insert("attributes".into(), json!(attrs));
                 let context = json!({
                     "contact": person,
-                    "campaign": { "id": campaign.id, "name": campaign.name },
+                    "campaign": { "id": m.stats_id, "name": m.name },
                     "site": { "name": site.name },
                 });
+                if m.channel == Channel::Sms {
+                    let delivered =
+                        send_sms(env, &compiled, &context, contact, &record, now).await?;
+                    if delivered == Delivered::Retrying {
+                        outcome = JobOutcome::Retry;
+                    }
+                    results.insert(contact.id.clone(), delivered);
+                    continue;
+                }
                 let composed = match compose(
                     &letter,
                     &LetterRecipient {
@@ -422,11 +621,12 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
                         record.reason = Some("render_error");
                         record.detail = Some(&detail);
                         store::record_campaign_send(env, &record, true, now).await?;
+                        results.insert(contact.id.clone(), Delivered::Failed);
                         continue;
                     }
                 };
                 if !links_registered && !test {
-                    store::register_links(env, &campaign.id, &composed.links).await?;
+                    store::register_links(env, m.stats_id, &composed.links).await?;
                     links_registered = true;
                 }
                 let envelope = Envelope {
@@ -437,6 +637,21 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
                     Ok(()) => {
                         record.status = "sent";
                         store::record_campaign_send(env, &record, true, now).await?;
+                        results.insert(contact.id.clone(), Delivered::Sent);
+                        if let Some(after) = m.sms_fallback_after {
+                            // Checked when due: no human open or click by then → the SMS version.
+                            let key = sms_fallback_key(m.stats_id, &contact.id);
+                            let waiting = CampaignSend {
+                                send_key: &key,
+                                status: "waiting",
+                                reason: None,
+                                detail: None,
+                                due_at: Some(now + after),
+                                channel: Channel::Sms.as_str(),
+                                ..record
+                            };
+                            store::record_campaign_send(env, &waiting, false, now).await?;
+                        }
                         facts
                             .recent
                             .entry(contact.id.clone())
@@ -448,11 +663,8 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
                         record.status = "retrying";
                         record.detail = Some(&detail);
                         store::record_campaign_send(env, &record, true, now).await?;
-                        worker::console_warn!(
-                            "campaign {}: {}; will retry",
-                            campaign.id,
-                            e.summary()
-                        );
+                        worker::console_warn!("{}: {}; will retry", m.stats_id, e.summary());
+                        results.insert(contact.id.clone(), Delivered::Retrying);
                         outcome = JobOutcome::Retry;
                     }
                     Err(e) => {
@@ -461,10 +673,11 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
                         record.reason = Some("bounced");
                         record.detail = Some(&detail);
                         store::record_campaign_send(env, &record, true, now).await?;
-                        store::suppress(env, &contact.id, "bounced", &campaign.id, now).await?;
+                        store::suppress(env, &contact.id, "bounced", m.stats_id, now).await?;
+                        results.insert(contact.id.clone(), Delivered::Failed);
                         worker::console_error!(
-                            "campaign {}: permanent failure: {}",
-                            campaign.id,
+                            "{}: permanent failure: {}",
+                            m.stats_id,
                             e.summary()
                         );
                     }
@@ -472,5 +685,5 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
             }
         }
     }
-    Ok(outcome)
+    Ok((outcome, results))
 }

@@ -5,8 +5,8 @@ use epistola_core::event::SendJob;
 use epistola_worker_kit::queue::{self, Finisher};
 use worker::{Env, MessageBatch, RawMessage};
 
-use crate::campaign_jobs;
 use crate::doi::{self, JobOutcome, MailKind};
+use crate::{campaign_jobs, chain_jobs};
 
 pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u64) {
     let mut finisher = Finisher::new(env);
@@ -23,6 +23,7 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
             Some(SendJob::CampaignChunkV1(chunk)) => {
                 campaign_jobs::run_chunk(env, &chunk, now).await
             }
+            Some(SendJob::ChainChunkV1(chunk)) => chain_jobs::run_chunk(env, &chunk, now).await,
             None => {
                 queue::to_dead_letter(&message);
                 continue;

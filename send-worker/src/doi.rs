@@ -69,6 +69,18 @@ async fn try_run(
         worker::console_warn!("delivery job: capture {} is not confirmed", job.capture);
         return Ok(JobOutcome::Done);
     }
+    if kind == MailKind::Delivery {
+        // The `lead.confirmed` event enrols the contact in chains triggered by it (once: the
+        // event id is the capture's).
+        let event = store::NewEvent {
+            id: format!("lead.confirmed.{}", job.capture),
+            contact_id: capture.contact_id.clone(),
+            kind: "lead.confirmed".into(),
+            at: now,
+            data: serde_json::json!({ "site": capture.site_id }).to_string(),
+        };
+        store::record_events_and_enrol(env, &[event], now).await?;
+    }
     let Some(site) = store::get_site(env, &capture.site_id).await? else {
         worker::console_error!("{} job: site {} is gone", kind.as_str(), capture.site_id);
         return Ok(JobOutcome::Done);

@@ -6,10 +6,12 @@
 use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result};
 
 mod campaign_jobs;
+mod chain_jobs;
 mod consumer;
 mod doi;
 mod mailer;
 mod routes;
+mod sms;
 mod store;
 
 use epistola_worker_kit::{bindings, config, http, random};

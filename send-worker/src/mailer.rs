@@ -1,11 +1,16 @@
-//! SMTP delivery over the runtime's TCP socket (`connect()`), using the sender's protocol client.
+//! E-mail delivery: SMTP over the runtime's TCP socket (`connect()`) with the sender's protocol
+//! client, or — with `EMAIL_TRANSPORT = "mailgun"` — Mailgun's HTTP API (`messages.mime`, the same
+//! MIME message). Both report errors as `SmtpError`, so retries and bounces work the same way.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use epistola_sender::mailgun::{send_request, Mailgun};
 use epistola_sender::smtp::{self, Envelope, SmtpConfig, SmtpError, SmtpStream, StartTls};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use worker::{ConnectionBuilder, Env, SecureTransport, Socket};
+use worker::{
+    ConnectionBuilder, Env, Fetch, Headers, Method, Request, RequestInit, SecureTransport, Socket,
+};
 
 use crate::{bindings, config};
 
@@ -81,6 +86,67 @@ fn transport(env: &Env, helo_name: &str) -> Result<Transport, SmtpError> {
     })
 }
 
+/// Vars and secrets of the HTTP transport.
+pub const EMAIL_TRANSPORT: &str = "EMAIL_TRANSPORT";
+pub const MAILGUN_API_URL: &str = "MAILGUN_API_URL";
+pub const MAILGUN_DOMAIN: &str = "MAILGUN_DOMAIN";
+pub const MAILGUN_API_KEY: &str = "MAILGUN_API_KEY";
+
+fn mailgun(env: &Env) -> Option<Result<Mailgun, SmtpError>> {
+    if config::text(env, EMAIL_TRANSPORT).as_deref() != Some("mailgun") {
+        return None;
+    }
+    let get = |name: &str| {
+        config::text(env, name)
+            .ok_or_else(|| SmtpError::Protocol(format!("{name} is not configured")))
+    };
+    Some((|| {
+        Ok(Mailgun {
+            base_url: config::text(env, MAILGUN_API_URL)
+                .unwrap_or_else(|| "https://api.mailgun.net".into()),
+            domain: get(MAILGUN_DOMAIN)?,
+            api_key: get(MAILGUN_API_KEY)?,
+        })
+    })())
+}
+
+async fn deliver_mailgun(m: &Mailgun, to: &str, message: &[u8]) -> Result<(), SmtpError> {
+    let hash = message.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let boundary = format!("epistola-form-{hash:016x}");
+    let (r, body) = send_request(m, to, message, &boundary);
+    let io = |e: worker::Error| SmtpError::Io(std::io::Error::other(e.to_string()));
+    let headers = Headers::new();
+    headers.set("Authorization", &r.authorization).map_err(io)?;
+    headers
+        .set(
+            "Content-Type",
+            &format!("{}; boundary={boundary}", r.content_type),
+        )
+        .map_err(io)?;
+    let mut init = RequestInit::new();
+    init.with_method(Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_sys::Uint8Array::from(body.as_slice()).into()));
+    let req = Request::new_with_init(&r.url, &init).map_err(io)?;
+    let resp = Fetch::Request(req).send().await.map_err(io)?;
+    let code = resp.status_code();
+    match code {
+        200..=299 => Ok(()),
+        // A refused recipient or message is permanent (a bounce). Bad credentials, rate limits and
+        // provider errors are not the recipient's fault: retry, and dead-letter if it persists.
+        400 | 404 | 413 => Err(SmtpError::Permanent {
+            code,
+            message: format!("provider answered {code}"),
+        }),
+        _ => Err(SmtpError::Transient {
+            code,
+            message: format!("provider answered {code}"),
+        }),
+    }
+}
+
 /// Sends one message. Errors say whether a retry can help.
 pub async fn deliver(
     env: &Env,
@@ -88,6 +154,9 @@ pub async fn deliver(
     envelope: &Envelope<'_>,
     message: &[u8],
 ) -> Result<(), SmtpError> {
+    if let Some(m) = mailgun(env) {
+        return deliver_mailgun(&m?, envelope.to, message).await;
+    }
     let t = transport(env, helo_name)?;
     let secure = match t.config.starttls {
         StartTls::Required => SecureTransport::StartTls,

@@ -70,6 +70,21 @@ pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()>
     Ok(())
 }
 
+/// One text column of every row a query returns.
+async fn strings(env: &Env, sql: &str, params: &[JsValue], column: &str) -> Result<Vec<String>> {
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare(sql)
+        .bind(params)?
+        .all()
+        .await?
+        .results::<serde_json::Value>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| r.get(column).and_then(|v| v.as_str()).map(str::to_owned))
+        .collect())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Contacts. Bulk statements pass their rows as one JSON parameter read with json_each, so one
 // statement writes hundreds of rows (D1 binds at most 100 parameters per statement).
@@ -325,13 +340,14 @@ pub struct CampaignRow {
     pub scheduled_at: Option<i64>,
     pub cursor: String,
     pub base_url: String,
+    pub sms_fallback_after: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
-     audience_size, scheduled_at, cursor, base_url, created_at, updated_at";
+     audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at";
 
 pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
     env.d1(bindings::DB)?
@@ -349,11 +365,12 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
     let result = env
         .d1(bindings::DB)?
         .prepare(
-            "INSERT INTO campaigns (id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'draft', ?9, ?9) \
+            "INSERT INTO campaigns (id, name, site_id, template_id, purpose, segment, send_window, anonymous, sms_fallback_after, \
+             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, 'draft', ?9, ?9) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id, template_id = excluded.template_id, \
              purpose = excluded.purpose, segment = excluded.segment, send_window = excluded.send_window, \
-             anonymous = excluded.anonymous, status = 'draft', updated_at = excluded.updated_at \
+             anonymous = excluded.anonymous, sms_fallback_after = excluded.sms_fallback_after, status = 'draft', \
+             updated_at = excluded.updated_at \
              WHERE campaigns.status IN ('draft', 'tested')",
         )
         .bind(&[
@@ -366,6 +383,7 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
             opt_text(c.send_window.as_deref()),
             int(c.anonymous),
             int(now as i64),
+            c.sms_fallback_after.map_or(JsValue::NULL, int),
         ])?
         .run()
         .await?;
@@ -417,19 +435,13 @@ pub async fn audience_upper_bound(env: &Env, site: &str, purpose: &str) -> Resul
 
 /// Ids of contacts on the test list.
 pub async fn test_list(env: &Env) -> Result<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        id: String,
-    }
-    Ok(env
-        .d1(bindings::DB)?
-        .prepare("SELECT id FROM contacts WHERE test_list = 1 ORDER BY id LIMIT 100")
-        .all()
-        .await?
-        .results::<Row>()?
-        .into_iter()
-        .map(|r| r.id)
-        .collect())
+    strings(
+        env,
+        "SELECT id FROM contacts WHERE test_list = 1 ORDER BY id LIMIT 100",
+        &[],
+        "id",
+    )
+    .await
 }
 
 /// Campaign counters from the rollups: metric → label → n.
@@ -444,7 +456,8 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
         .d1(bindings::DB)?
         .prepare(
             "SELECT metric, label, SUM(n) AS n FROM rollup_hourly WHERE campaign_id = ?1 \
-             AND metric IN ('sent', 'skipped', 'deferred', 'failed') GROUP BY metric, label ORDER BY metric, label",
+             AND metric IN ('sent', 'skipped', 'deferred', 'failed', 'sms_sent', 'sms_skipped', 'sms_deferred', 'sms_failed') \
+             GROUP BY metric, label ORDER BY metric, label",
         )
         .bind(&[text(id)])?
         .all()
@@ -463,6 +476,7 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
 pub struct ContactRow {
     pub id: String,
     pub email: String,
+    pub phone: Option<String>,
     pub status: String,
     pub name: Option<String>,
     pub gender: Option<String>,
@@ -490,7 +504,7 @@ pub struct ChunkFacts {
     pub recent: std::collections::HashMap<String, Vec<u64>>,
 }
 
-const CONTACT_COLUMNS: &str = "k.id, k.email, k.status, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
+const CONTACT_COLUMNS: &str = "k.id, k.email, k.phone, k.status, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
      k.fields, k.test_list, (SELECT json_group_array(tag) FROM contact_tags t WHERE t.contact_id = k.id) AS tags";
 
 pub async fn chunk_facts(
@@ -498,6 +512,7 @@ pub async fn chunk_facts(
     site: &str,
     contacts: &[String],
     send_keys: &[String],
+    channel: &str,
     recent_since: u64,
 ) -> Result<ChunkFacts> {
     #[derive(Deserialize)]
@@ -541,9 +556,9 @@ pub async fn chunk_facts(
                 .bind(&[keys])?,
             db.prepare(
                 "SELECT contact_id, updated_at FROM sends WHERE contact_id IN (SELECT value FROM json_each(?1)) \
-                 AND status = 'sent' AND channel = 'email' AND campaign_id IS NOT NULL AND updated_at > ?2",
+                 AND status = 'sent' AND channel = ?3 AND campaign_id IS NOT NULL AND updated_at > ?2",
             )
-            .bind(&[ids, int(recent_since as i64)])?,
+            .bind(&[ids, int(recent_since as i64), text(channel)])?,
         ])
         .await?;
     let [contacts, ledger, suppressed, statuses, recent] = results.as_slice() else {
@@ -585,20 +600,15 @@ pub async fn suppressed_hashes(
     env: &Env,
     hashes: &[String],
 ) -> Result<std::collections::HashSet<String>> {
-    #[derive(Deserialize)]
-    struct Row {
-        address_hash: String,
-    }
-    Ok(env
-        .d1(bindings::DB)?
-        .prepare("SELECT address_hash FROM address_suppressions WHERE address_hash IN (SELECT value FROM json_each(?1))")
-        .bind(&[text(&serde_json::to_string(hashes)?)])?
-        .all()
-        .await?
-        .results::<Row>()?
-        .into_iter()
-        .map(|r| r.address_hash)
-        .collect())
+    let sql = "SELECT address_hash FROM address_suppressions WHERE address_hash IN (SELECT value FROM json_each(?1))";
+    let found = strings(
+        env,
+        sql,
+        &[text(&serde_json::to_string(hashes)?)],
+        "address_hash",
+    )
+    .await?;
+    Ok(found.into_iter().collect())
 }
 
 /// One campaign (or test) send outcome.
@@ -614,6 +624,8 @@ pub struct CampaignSend<'a> {
     pub reason: Option<&'a str>,
     pub detail: Option<&'a str>,
     pub due_at: Option<u64>,
+    /// `email` or `sms`.
+    pub channel: &'a str,
 }
 
 fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
@@ -627,11 +639,12 @@ fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
         opt_text(s.detail),
         s.due_at.map_or(JsValue::NULL, |t| int(t as i64)),
         int(now as i64),
+        text(s.channel),
     ]
 }
 
 const INSERT_SEND: &str = "INSERT INTO sends (send_key, kind, contact_id, capture_id, campaign_id, channel, status, attempts, \
-     reason, detail, due_at, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, 'email', ?5, 1, ?6, ?7, ?8, ?9, ?9)";
+     reason, detail, due_at, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, ?10, ?5, 1, ?6, ?7, ?8, ?9, ?9)";
 
 /// Claims a send key before delivering (status `sending`): only a new key, or one that was
 /// deferred or is retrying, can be claimed, so two consumers never deliver the same message, and a
@@ -641,7 +654,7 @@ pub async fn claim_send(env: &Env, s: &CampaignSend<'_>, now: u64) -> Result<boo
         .d1(bindings::DB)?
         .prepare(format!(
             "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = 'sending', attempts = attempts + 1, \
-             updated_at = excluded.updated_at WHERE sends.status IN ('deferred', 'retrying') RETURNING status"
+             updated_at = excluded.updated_at WHERE sends.status IN ('deferred', 'retrying', 'waiting') RETURNING status"
         ))
         .bind(&send_params(&CampaignSend { status: "sending", ..*s }, now))?
         .first::<String>(Some("status"))
@@ -657,10 +670,11 @@ pub async fn record_campaign_send(
     claimed: bool,
     now: u64,
 ) -> Result<()> {
+    // An SMS fallback waits as 'waiting' until it is due.
     let only = if claimed {
         "'sending'"
     } else {
-        "'deferred', 'retrying'"
+        "'deferred', 'retrying', 'waiting'"
     };
     env.d1(bindings::DB)?
         .prepare(format!(
@@ -711,6 +725,21 @@ pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow
     }
 }
 
+/// Which of these contacts opened or clicked this campaign as a person.
+pub async fn engaged(
+    env: &Env,
+    campaign: &str,
+    contacts: &[String],
+) -> Result<std::collections::HashSet<String>> {
+    let sql = "SELECT DISTINCT contact_id FROM first_seen WHERE campaign_id = ?1 AND label = 'human' AND link_index = -1 \
+               AND metric IN ('open', 'click') AND contact_id IN (SELECT value FROM json_each(?2))";
+    let params = [text(campaign), text(&serde_json::to_string(contacts)?)];
+    Ok(strings(env, sql, &params, "contact_id")
+        .await?
+        .into_iter()
+        .collect())
+}
+
 /// Contacts after `cursor` in id order, with tags (the fan-out's page).
 pub async fn contacts_page(env: &Env, cursor: &str, limit: usize) -> Result<Vec<ContactRow>> {
     env.d1(bindings::DB)?
@@ -718,6 +747,16 @@ pub async fn contacts_page(env: &Env, cursor: &str, limit: usize) -> Result<Vec<
             "SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.id > ?1 ORDER BY k.id LIMIT ?2"
         ))
         .bind(&[text(cursor), int(limit as i64)])?
+        .all()
+        .await?
+        .results::<ContactRow>()
+}
+
+/// These contacts, with tags.
+pub async fn contacts_by_id(env: &Env, ids: &[String]) -> Result<Vec<ContactRow>> {
+    env.d1(bindings::DB)?
+        .prepare(format!("SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.id IN (SELECT value FROM json_each(?1))"))
+        .bind(&[text(&serde_json::to_string(ids)?)])?
         .all()
         .await?
         .results::<ContactRow>()
@@ -795,11 +834,12 @@ pub async fn advance_cursor(
     Ok(result.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
 }
 
-/// A deferred send whose time has come.
+/// A deferred send (or a waiting SMS fallback) whose time has come.
 #[derive(Debug, Deserialize)]
 pub struct DueSend {
     pub campaign_id: String,
     pub contact_id: String,
+    pub channel: String,
 }
 
 /// Deferred sends that are due, leased for `lease` seconds so the next tick does not queue them
@@ -816,8 +856,8 @@ pub async fn due_deferred(env: &Env, now: u64, lease: u64) -> Result<Vec<DueSend
             .bind(&[int(now as i64)])?,
             db.prepare(
                 "UPDATE sends SET due_at = ?1 + ?2 WHERE send_key IN (SELECT send_key FROM sends \
-                 WHERE status = 'deferred' AND due_at <= ?1 AND campaign_id IS NOT NULL LIMIT 1000) \
-                 RETURNING campaign_id, contact_id",
+                 WHERE status IN ('deferred', 'waiting') AND due_at <= ?1 AND campaign_id IS NOT NULL LIMIT 1000) \
+                 RETURNING campaign_id, contact_id, channel",
             )
             .bind(&[int(now as i64), int(lease as i64)])?,
         ])
@@ -826,4 +866,292 @@ pub async fn due_deferred(env: &Env, now: u64, lease: u64) -> Result<Vec<DueSend
         Some(r) => r.results::<DueSend>(),
         None => Ok(Vec::new()),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events and trigger chains.
+
+/// A contact event to store; enrols the contact in every active chain it triggers.
+#[derive(Debug, serde::Serialize)]
+pub struct NewEvent {
+    pub id: String,
+    pub contact_id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub at: u64,
+    /// JSON object as text.
+    pub data: String,
+}
+
+/// Stores events and enrols their contacts, in one transaction. Both steps are idempotent: the
+/// event id is the key, the run id is `{event id}.{chain}`, and a contact already running a chain
+/// is not enrolled again. Returns how many runs started.
+pub async fn record_events_and_enrol(env: &Env, events: &[NewEvent], now: u64) -> Result<u64> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let db = env.d1(bindings::DB)?;
+    let mut statements = Vec::new();
+    for chunk in events.chunks(BULK_ROWS) {
+        let json = text(&serde_json::to_string(chunk)?);
+        let at = int(now as i64);
+        statements.push(
+            db.prepare(
+                "INSERT INTO chain_runs (id, chain_id, contact_id, status, step, started_at, due_at, updated_at) \
+                 SELECT json_extract(e.value, '$.id') || '.' || c.id, c.id, json_extract(e.value, '$.contact_id'), 'active', 0, \
+                 json_extract(e.value, '$.at'), json_extract(e.value, '$.at') + json_extract(c.steps, '$[0].delay_seconds'), ?2 \
+                 FROM json_each(?1) e JOIN chains c ON c.status = 'active' AND c.trigger = json_extract(e.value, '$.type') \
+                 WHERE NOT EXISTS (SELECT 1 FROM contact_events x WHERE x.id = json_extract(e.value, '$.id')) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&[json.clone(), at.clone()])?,
+        );
+        statements.push(
+            db.prepare(
+                "INSERT INTO contact_events (id, contact_id, type, at, data, received_at) \
+                 SELECT json_extract(value, '$.id'), json_extract(value, '$.contact_id'), json_extract(value, '$.type'), \
+                 json_extract(value, '$.at'), json_extract(value, '$.data'), ?2 FROM json_each(?1) WHERE true \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&[json, at])?,
+        );
+    }
+    let results = db.batch(statements).await?;
+    Ok(results
+        .iter()
+        .step_by(2)
+        .filter_map(|r| r.meta().ok().flatten().and_then(|m| m.changes))
+        .map(|c| c as u64)
+        .sum())
+}
+
+/// Contact ids for these addresses or ids (unknown ones are left out).
+pub async fn resolve_contacts(
+    env: &Env,
+    keys: &[String],
+) -> Result<std::collections::HashMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        email: String,
+    }
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT id, email FROM contacts WHERE id IN (SELECT value FROM json_each(?1)) \
+             OR email IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(&[text(&serde_json::to_string(keys)?)])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    let mut out = std::collections::HashMap::new();
+    for r in rows {
+        out.insert(r.email.clone(), r.id.clone());
+        out.insert(r.id.clone(), r.id);
+    }
+    Ok(out)
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub struct ChainRow {
+    pub id: String,
+    pub name: String,
+    pub site_id: String,
+    pub purpose: String,
+    pub trigger: String,
+    /// JSON array of steps.
+    pub steps: String,
+    pub status: String,
+    pub base_url: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+pub async fn put_chain(env: &Env, c: &ChainRow, now: u64) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO chains (id, name, site_id, purpose, trigger, steps, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'draft', ?7, ?7) ON CONFLICT (id) DO UPDATE SET name = excluded.name, \
+             site_id = excluded.site_id, purpose = excluded.purpose, trigger = excluded.trigger, steps = excluded.steps, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&[
+            text(&c.id),
+            text(&c.name),
+            text(&c.site_id),
+            text(&c.purpose),
+            text(&c.trigger),
+            text(&c.steps),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+pub async fn get_chain(env: &Env, id: &str) -> Result<Option<ChainRow>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT id, name, site_id, purpose, trigger, steps, status, base_url, created_at, updated_at FROM chains WHERE id = ?1")
+        .bind(&[text(id)])?
+        .first::<ChainRow>(None)
+        .await
+}
+
+pub async fn set_chain_status(
+    env: &Env,
+    id: &str,
+    status: &str,
+    base_url: &str,
+    now: u64,
+) -> Result<bool> {
+    let r = env
+        .d1(bindings::DB)?
+        .prepare("UPDATE chains SET status = ?2, base_url = ?3, updated_at = ?4 WHERE id = ?1")
+        .bind(&[text(id), text(status), text(base_url), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(r.meta()?.and_then(|m| m.changes).unwrap_or(0) > 0)
+}
+
+/// Counts of a chain's runs by status.
+pub async fn chain_run_counts(env: &Env, id: &str) -> Result<Vec<(String, i64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        status: String,
+        n: i64,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare("SELECT status, COUNT(*) AS n FROM chain_runs WHERE chain_id = ?1 GROUP BY status ORDER BY status")
+        .bind(&[text(id)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.status, r.n))
+        .collect())
+}
+
+/// A chain run whose next step is due.
+#[derive(Debug, Deserialize)]
+pub struct DueRun {
+    pub id: String,
+    pub chain_id: String,
+    pub contact_id: String,
+    pub step: i64,
+}
+
+/// Runs whose step is due, leased like deferred sends.
+pub async fn due_chain_runs(env: &Env, now: u64, lease: u64) -> Result<Vec<DueRun>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "UPDATE chain_runs SET due_at = ?1 + ?2 WHERE id IN (SELECT id FROM chain_runs \
+             WHERE status = 'active' AND due_at <= ?1 LIMIT 1000) RETURNING id, chain_id, contact_id, step",
+        )
+        .bind(&[int(now as i64), int(lease as i64)])?
+        .all()
+        .await?
+        .results::<DueRun>()
+}
+
+/// Run id → started_at for these runs (still at `step`), and which of their contacts had an event
+/// of `event_type` since they entered.
+pub async fn runs_at_step(
+    env: &Env,
+    runs: &[String],
+    step: usize,
+    event_type: Option<&str>,
+) -> Result<(
+    std::collections::HashMap<String, u64>,
+    std::collections::HashSet<String>,
+)> {
+    #[derive(Deserialize)]
+    struct Run {
+        id: String,
+        started_at: i64,
+    }
+    #[derive(Deserialize)]
+    struct Hit {
+        id: String,
+    }
+    let db = env.d1(bindings::DB)?;
+    let ids = text(&serde_json::to_string(runs)?);
+    let results = db
+        .batch(vec![
+            db.prepare("SELECT id, started_at FROM chain_runs WHERE status = 'active' AND step = ?2 AND id IN (SELECT value FROM json_each(?1))")
+                .bind(&[ids.clone(), int(step as i64)])?,
+            db.prepare(
+                "SELECT r.id FROM chain_runs r WHERE r.id IN (SELECT value FROM json_each(?1)) AND EXISTS \
+                 (SELECT 1 FROM contact_events e WHERE e.contact_id = r.contact_id AND e.type = ?2 AND e.at >= r.started_at)",
+            )
+            .bind(&[ids, text(event_type.unwrap_or(""))])?,
+        ])
+        .await?;
+    let [runs, hits] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    Ok((
+        runs.results::<Run>()?
+            .into_iter()
+            .map(|r| (r.id, r.started_at.max(0) as u64))
+            .collect(),
+        hits.results::<Hit>()?.into_iter().map(|h| h.id).collect(),
+    ))
+}
+
+/// Moves a run on: to the next step due at `due_at`, done, exited (with why), or waiting at the
+/// same step until `due_at` (a deferral). Only a run still active at `step` moves.
+pub async fn advance_run(
+    env: &Env,
+    run: &str,
+    step: usize,
+    next: (&str, usize, Option<u64>, Option<&str>),
+    now: u64,
+) -> Result<()> {
+    let (status, next_step, due_at, reason) = next;
+    env.d1(bindings::DB)?
+        .prepare(
+            "UPDATE chain_runs SET status = ?3, step = ?4, due_at = ?5, exit_reason = ?6, updated_at = ?7 \
+             WHERE id = ?1 AND step = ?2 AND status = 'active'",
+        )
+        .bind(&[
+            text(run),
+            int(step as i64),
+            text(status),
+            int(next_step as i64),
+            due_at.map_or(JsValue::NULL, |t| int(t as i64)),
+            opt_text(reason),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Claims today's run of a once-a-day job; false if it already ran today.
+pub async fn claim_daily(env: &Env, name: &str, day: &str) -> Result<bool> {
+    let row = env
+        .d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO daily_jobs (name, day) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET day = excluded.day \
+             WHERE daily_jobs.day <> excluded.day RETURNING day",
+        )
+        .bind(&[text(name), text(day)])?
+        .first::<String>(Some("day"))
+        .await?;
+    Ok(row.is_some())
+}
+
+/// Contacts whose birthday (YYYY-MM-DD) falls on this month and day.
+pub async fn birthdays(env: &Env, month_day: &str) -> Result<Vec<String>> {
+    strings(
+        env,
+        "SELECT id FROM contacts WHERE substr(birthday, 6) = ?1",
+        &[text(month_day)],
+        "id",
+    )
+    .await
 }

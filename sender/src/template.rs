@@ -180,6 +180,15 @@ impl Compiled {
             .map_err(|e| error(part, &e))
     }
 
+    /// The SMS part alone, `None` when the template has none.
+    pub fn render_sms<C: Serialize>(&self, ctx: &C) -> Result<Option<String>, TemplateError> {
+        if self.has_sms {
+            self.one("sms", ctx).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
     pub fn render<C: Serialize>(&self, ctx: &C) -> Result<RenderedParts, TemplateError> {
         Ok(RenderedParts {
             // Headers are one line: a template that renders line breaks into the subject does not

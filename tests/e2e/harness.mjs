@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import { startSmsSink } from '../../scripts/sms-sink.mjs';
 
 const run = promisify(execFile);
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -51,7 +52,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * runs the cron handler (wrangler's --test-scheduled).
  * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
  */
-export async function startWorker({ vars = {} } = {}) {
+export async function startWorker({ vars = {}, logLevel = 'warn' } = {}) {
   const shim = join(ROOT, 'worker/build/worker/shim.mjs');
   const senderShim = join(ROOT, 'send-worker/build/worker/shim.mjs');
   for (const f of [shim, senderShim]) {
@@ -133,7 +134,7 @@ dead_letter_queue = "epistola-sends-dlq"
     ['sign', tokens.signOnly, 'track:sign', 'NULL'],
     ['revoked', tokens.revoked, 'track:sign stats:read', String(now)],
     ['sites', tokens.sites, 'sites:write', 'NULL'],
-    ['marketer', tokens.marketer, 'contacts:read contacts:write campaigns:write stats:read', 'NULL'],
+    ['marketer', tokens.marketer, 'contacts:read contacts:write campaigns:write events:write stats:read', 'NULL'],
     ['approver', tokens.approver, 'campaigns:approve', 'NULL'],
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
@@ -146,8 +147,11 @@ dead_letter_queue = "epistola-sends-dlq"
         const { stdout } = await wr(['d1', 'execute', 'DB', '--local', ...common, '--json', '--command', sql]);
         return JSON.parse(stdout)[0].results;
       } catch (e) {
-        const busy = /SQLITE_BUSY|database is locked/.test(`${e.message}${e.stderr ?? ''}`);
-        if (!busy || attempt >= 10) throw e;
+        const busy = /SQLITE_BUSY|database is locked/.test(`${e.message}${e.stdout ?? ''}${e.stderr ?? ''}`); // --json reports errors on stdout
+        if (!busy || attempt >= 10) {
+          e.message += `\n${e.stdout ?? ''}${e.stderr ?? ''}`;
+          throw e;
+        }
         await sleep(200 * attempt);
       }
     }
@@ -159,7 +163,7 @@ dead_letter_queue = "epistola-sends-dlq"
   const child = spawn(
     WRANGLER,
     ['dev', '--local', ...common, '--config', senderConfig, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
-      '--show-interactive-dev-session=false', '--log-level', 'warn', '--test-scheduled'],
+      '--show-interactive-dev-session=false', '--log-level', logLevel, '--test-scheduled'],
     { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   child.stdout.on('data', (d) => log.push(String(d)));
@@ -190,17 +194,28 @@ dead_letter_queue = "epistola-sends-dlq"
 }
 
 /**
- * The sending system: an SMTP sink, both workers delivering to it with every queue batch replayed
- * once (FAULT_REPLAY_BATCHES), and the demo site configured. Returns { w, mail }.
+ * The sending system: an SMTP sink, an SMS provider sink, both workers delivering to them with
+ * every queue batch replayed once (FAULT_REPLAY_BATCHES), and the demo site configured.
+ * Returns { w, mail, sms }; w.stop() also stops the SMS sink.
  */
 export async function startSendingSystem({ vars = {} } = {}) {
   const mail = await startMailSink();
+  const sms = await startSmsSink();
   const w = await startWorker({
-    vars: { SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off', FAULT_REPLAY_BATCHES: '1', ...vars },
+    vars: {
+      SMTP_HOST: '127.0.0.1', SMTP_PORT: String(mail.smtpPort), SMTP_STARTTLS: 'off', FAULT_REPLAY_BATCHES: '1',
+      SMS_API_URL: `http://127.0.0.1:${sms.port}`, SMS_ACCOUNT: sms.account, SMS_TOKEN: sms.token, SMS_FROM: '+15005550006',
+      ...vars,
+    },
   });
   const r = await api(w, 'PUT', '/v1/sites/demo', { token: w.tokens.sites, body: DEMO_SITE });
   if (r.status !== 200) throw new Error(`site setup failed: ${r.status} ${r.text}`);
-  return { w, mail };
+  const stop = w.stop;
+  w.stop = async () => {
+    await stop();
+    await sms.stop();
+  };
+  return { w, mail, sms };
 }
 
 /**

@@ -82,8 +82,14 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
     let input: CampaignInput = read_json(&mut req, MAX_CAMPAIGN_BYTES).await?;
     let valid = validate_campaign(&input).map_err(ApiError::invalid)?;
-    if store::get_template(env, &input.template).await?.is_none() {
+    let Some(template) = store::get_template(env, &input.template).await? else {
         return Err(ApiError::field("template", "no such template"));
+    };
+    if input.sms_fallback_after_seconds.is_some() && template.sms.is_none() {
+        return Err(ApiError::field(
+            "sms_fallback_after_seconds",
+            "the template has no SMS version to fall back to",
+        ));
     }
     if store::get_site(env, &input.site).await?.is_none() {
         return Err(ApiError::field("site", "no such site"));
@@ -106,6 +112,9 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         scheduled_at: None,
         cursor: String::new(),
         base_url: String::new(),
+        sms_fallback_after: input
+            .sms_fallback_after_seconds
+            .and_then(|s| i64::try_from(s).ok()),
         created_at: now as i64,
         updated_at: now as i64,
     };
@@ -133,7 +142,7 @@ async fn get_json(env: &Env, id: &str) -> ApiResult<serde_json::Value> {
             "id": c.id, "name": c.name, "site": c.site_id, "template": c.template_id, "purpose": c.purpose,
             "segment": serde_json::from_str::<serde_json::Value>(&c.segment).unwrap_or_default(),
             "send_window": c.send_window.as_deref().and_then(|w| serde_json::from_str::<serde_json::Value>(w).ok()),
-            "anonymous": c.anonymous == 1, "status": c.status, "audience_size": c.audience_size,
+            "anonymous": c.anonymous == 1, "sms_fallback_after_seconds": c.sms_fallback_after, "status": c.status, "audience_size": c.audience_size,
             "scheduled_at": c.scheduled_at, "created_at": c.created_at, "updated_at": c.updated_at,
         },
         "outcomes": outcomes,
@@ -169,6 +178,7 @@ pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResul
                 contacts: chunk.to_vec(),
                 test_run: Some(run.clone()),
                 base_url: base_url.clone(),
+                sms: false,
             })
         })
         .collect();

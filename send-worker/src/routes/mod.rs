@@ -6,8 +6,10 @@ use worker::{Env, Method, Request, Response};
 use crate::http::{self, ApiError, ApiResult};
 
 mod campaigns;
+mod chains;
 mod contacts;
 mod templates;
+mod webhooks;
 
 pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
     let path = req.path();
@@ -52,6 +54,22 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         (["v1", "campaigns", _, "test" | "approve" | "schedule" | "cancel"], _) => {
             http::method_not_allowed("POST")
         }
+        (["v1", "chains", id], Method::Put) => respond(chains::put(req, env, id, now).await),
+        (["v1", "chains", id], Method::Get) => respond(chains::get(&req, env, id).await),
+        (["v1", "chains", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "chains", id, "activate"], Method::Post) => {
+            respond(chains::activate(&req, env, id, now).await)
+        }
+        (["v1", "chains", id, "pause"], Method::Post) => {
+            respond(chains::pause(&req, env, id, now).await)
+        }
+        (["v1", "chains", _, "activate" | "pause"], _) => http::method_not_allowed("POST"),
+        (["v1", "events"], Method::Post) => respond(chains::post_events(req, env, now).await),
+        (["v1", "events"], _) => http::method_not_allowed("POST"),
+        (["v1", "webhooks", "mailgun"], Method::Post) => {
+            respond(webhooks::mailgun(req, env, now).await)
+        }
+        (["v1", "webhooks", "mailgun"], _) => http::method_not_allowed("POST"),
         _ => ApiError::new(404, "not_found", "no such route").into_response(),
     }
 }

@@ -15,6 +15,7 @@ pub const SENDER_FAMILIES: &[&str] = &[
     "campaigns",
     "chains",
     "events",
+    "webhooks",
 ];
 
 /// Asks the sending worker to run its tick. The path is internal: `forward` never passes it on.

@@ -1,0 +1,179 @@
+//! Trigger chains at send time: the tick finds runs whose step is due (and once a day turns
+//! birthdays into events); each chunk checks the step's condition, sends the step's message through
+//! the same guardrails as campaigns (send key per run and step), and moves the run on. A deferred
+//! message keeps the run at its step until the deferral ends.
+
+use std::collections::BTreeMap;
+
+use epistola_core::chain::{leaves, step_stats_id, StepInput};
+use epistola_core::contact::utc_date;
+use epistola_core::event::{ChainChunk, SendJob, CAMPAIGN_CHUNK};
+use epistola_core::policy::SendKind;
+use epistola_core::segment::Facts;
+use epistola_core::site::Channel;
+use epistola_worker_kit::db::enqueue_batch;
+use worker::Env;
+
+use crate::bindings;
+use crate::campaign_jobs::{contact_attributes, contact_tags, deliver, Delivered, Mailing};
+use crate::doi::JobOutcome;
+use crate::store::{self, NewEvent};
+
+const RUN_LEASE_SECONDS: u64 = 900;
+
+/// Queues chunks for chain runs that are due; once a day, records birthdays as events.
+pub async fn tick(env: &Env, now: u64) -> worker::Result<(usize, u64)> {
+    let births = birthdays(env, now).await?;
+    let due = store::due_chain_runs(env, now, RUN_LEASE_SECONDS).await?;
+    let mut groups: BTreeMap<(String, usize), Vec<(String, String)>> = BTreeMap::new();
+    for r in &due {
+        groups
+            .entry((r.chain_id.clone(), usize::try_from(r.step).unwrap_or(0)))
+            .or_default()
+            .push((r.id.clone(), r.contact_id.clone()));
+    }
+    let mut jobs = Vec::new();
+    for ((chain, step), runs) in groups {
+        let base_url = store::get_chain(env, &chain)
+            .await?
+            .map(|c| c.base_url)
+            .unwrap_or_default();
+        for chunk in runs.chunks(CAMPAIGN_CHUNK) {
+            jobs.push(SendJob::ChainChunkV1(ChainChunk {
+                chain: chain.clone(),
+                step,
+                runs: chunk.to_vec(),
+                base_url: base_url.clone(),
+            }));
+        }
+    }
+    enqueue_batch(env, bindings::SENDS, &jobs).await?;
+    Ok((due.len(), births))
+}
+
+/// Once a day (UTC): a `birthday` event for every contact born on this day.
+async fn birthdays(env: &Env, now: u64) -> worker::Result<u64> {
+    let Some((day, month_day)) = utc_date(now) else {
+        return Ok(0);
+    };
+    if !store::claim_daily(env, "birthdays", &day).await? {
+        return Ok(0);
+    }
+    let events: Vec<NewEvent> = store::birthdays(env, &month_day)
+        .await?
+        .into_iter()
+        .map(|contact| NewEvent {
+            id: format!("birthday.{day}.{contact}"),
+            contact_id: contact,
+            kind: "birthday".into(),
+            at: now,
+            data: "{}".into(),
+        })
+        .collect();
+    store::record_events_and_enrol(env, &events, now).await
+}
+
+pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobOutcome {
+    match try_chunk(env, chunk, now).await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            worker::console_error!("chain {} chunk: {e}", chunk.chain);
+            JobOutcome::Retry
+        }
+    }
+}
+
+async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<JobOutcome> {
+    let Some(chain) = store::get_chain(env, &chunk.chain).await? else {
+        return Ok(JobOutcome::Done);
+    };
+    // Paused: the runs stay where they are; their lease ends and a later tick picks them up.
+    if chain.status != "active" {
+        return Ok(JobOutcome::Done);
+    }
+    let steps: Vec<StepInput> = serde_json::from_str(&chain.steps).unwrap_or_default();
+    let Some(step) = steps.get(chunk.step) else {
+        return Ok(JobOutcome::Done);
+    };
+    let run_ids: Vec<String> = chunk.runs.iter().map(|(r, _)| r.clone()).collect();
+    let condition = step.condition.as_ref();
+    let event_type = condition.and_then(|c| c.no_event_since_entry.as_deref());
+    let (active, had_event) = store::runs_at_step(env, &run_ids, chunk.step, event_type).await?;
+    // Condition facts (attributes and tags) when the step has a segment condition.
+    let facts: BTreeMap<String, Facts> = if condition.is_some_and(|c| c.segment.is_some()) {
+        let contacts: Vec<String> = chunk.runs.iter().map(|(_, c)| c.clone()).collect();
+        store::contacts_by_id(env, &contacts)
+            .await?
+            .iter()
+            .map(|c| {
+                (
+                    c.id.clone(),
+                    Facts {
+                        attributes: contact_attributes(c),
+                        tags: contact_tags(c),
+                        ..Facts::default()
+                    },
+                )
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let mut recipients = Vec::new();
+    let mut run_of_contact = BTreeMap::new();
+    for (run, contact) in &chunk.runs {
+        if !active.contains_key(run) {
+            continue; // moved on already (a replayed chunk) or exited
+        }
+        let f = facts.get(contact).cloned().unwrap_or_default();
+        if let Some(reason) = leaves(condition, had_event.contains(run), &f, now) {
+            store::advance_run(
+                env,
+                run,
+                chunk.step,
+                ("exited", chunk.step, None, Some(reason)),
+                now,
+            )
+            .await?;
+            continue;
+        }
+        recipients.push((
+            contact.clone(),
+            format!("chain.{}.{}.{run}", chain.id, chunk.step + 1),
+        ));
+        run_of_contact.insert(contact.clone(), run.clone());
+    }
+    if recipients.is_empty() {
+        return Ok(JobOutcome::Done);
+    }
+    let stats_id = step_stats_id(&chain.id, chunk.step);
+    let mailing = Mailing {
+        stats_id: &stats_id,
+        name: &chain.name,
+        kind: SendKind::ChainStep,
+        site_id: &chain.site_id,
+        template_id: &step.template,
+        purpose: &chain.purpose,
+        window: None,
+        anonymous: false,
+        base_url: &chunk.base_url,
+        channel: Channel::Email,
+        sms_fallback_after: None,
+    };
+    let (outcome, results) = deliver(env, &mailing, &recipients, now).await?;
+    let next_step = chunk.step + 1;
+    for (contact, run) in run_of_contact {
+        let next = match results.get(&contact) {
+            // Waits at this step until the deferral ends.
+            Some(Delivered::Deferred { until }) => ("active", chunk.step, Some(*until), None),
+            // Retried with the job: keep the run leased at this step.
+            Some(Delivered::Retrying) | None => continue,
+            Some(_) => match steps.get(next_step) {
+                Some(s) => ("active", next_step, Some(now + s.delay_seconds), None),
+                None => ("done", next_step, None, None),
+            },
+        };
+        store::advance_run(env, &run, chunk.step, next, now).await?;
+    }
+    Ok(outcome)
+}
