@@ -4,7 +4,8 @@
 #   2. token sign/verify in wasm (V8), vs a bare HMAC in the same module
 #   3. campaign letters (render + rewrite + MIME), native and wasm, vs lol_html alone
 #   4. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
-#   5. the release workers' wasm sizes (gzip)
+#   5. campaign fan-out of 100,000 contacts: D1 write statements per contact scheduled
+#   6. the release workers' wasm sizes (gzip)
 # Usage: scripts/bench.sh [seconds per throughput run, default 10]
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -17,4 +18,5 @@ cargo build -p epistola-bench-wasm --release --target wasm32-unknown-unknown --l
 node bench/wasm-tokens.mjs
 echo; echo "== campaign letters, native"; cargo bench -p epistola-sender --bench compose --locked 2>/dev/null
 echo; echo "== campaign letters, wasm"; node bench/wasm-compose.mjs
+echo; echo "== campaign fan-out"; node bench/fanout.mjs
 echo; echo "== throughput"; node bench/throughput.mjs "${1:-10}"

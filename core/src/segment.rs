@@ -6,7 +6,8 @@
 //! {"all": [{"attribute": {"name": "locale", "in": ["en", "uk"]}},
 //!          {"tag": "vip"},
 //!          {"not": {"opened": "spring-sale"}},
-//!          {"no_open_days": 30}]}
+//!          {"no_open_days": 30},
+//!          {"purchased_within_days": 90}]}
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -33,6 +34,8 @@ pub enum Rule {
     Clicked(String),
     /// No human open of anything in the last N days (or never).
     NoOpenDays(u32),
+    /// A `purchase` event in the last N days.
+    PurchasedWithinDays(u32),
 }
 
 /// A test on one attribute; exactly one of `eq`, `in`, `exists` is given.
@@ -57,6 +60,8 @@ pub struct Facts {
     pub clicked: BTreeSet<String>,
     /// Unix seconds of the latest human open of any campaign.
     pub last_open: Option<u64>,
+    /// Unix seconds of the latest `purchase` event.
+    pub last_purchase: Option<u64>,
 }
 
 /// Why a rule is refused, with where in it.
@@ -71,7 +76,7 @@ pub struct RuleError {
 pub fn parse(value: &serde_json::Value) -> Result<Rule, RuleError> {
     let rule: Rule = serde_json::from_value(value.clone()).map_err(|_| RuleError {
         path: "segment".into(),
-        problem: "not a segment rule (use all, any, not, attribute, tag, opened, clicked, no_open_days, everyone)",
+        problem: "not a segment rule (use all, any, not, attribute, tag, opened, clicked, no_open_days, purchased_within_days, everyone)",
     })?;
     let mut nodes = 0;
     check(&rule, "segment", 0, &mut nodes)?;
@@ -117,7 +122,7 @@ fn check(rule: &Rule, path: &str, depth: usize, nodes: &mut usize) -> Result<(),
         Rule::Tag(s) | Rule::Opened(s) | Rule::Clicked(s) if s.is_empty() => {
             fail("must not be empty")
         }
-        Rule::NoOpenDays(0) => fail("days must be at least 1"),
+        Rule::NoOpenDays(0) | Rule::PurchasedWithinDays(0) => fail("days must be at least 1"),
         _ => Ok(()),
     }
 }
@@ -146,6 +151,10 @@ pub fn matches(rule: &Rule, facts: &Facts, now: u64) -> bool {
             let since = now.saturating_sub(u64::from(*days) * 86_400);
             facts.last_open.is_none_or(|t| t < since)
         }
+        Rule::PurchasedWithinDays(days) => {
+            let since = now.saturating_sub(u64::from(*days) * 86_400);
+            facts.last_purchase.is_some_and(|t| t >= since)
+        }
     }
 }
 
@@ -154,7 +163,9 @@ pub fn needs_engagement(rule: &Rule) -> bool {
     match rule {
         Rule::All(rules) | Rule::Any(rules) => rules.iter().any(needs_engagement),
         Rule::Not(r) => needs_engagement(r),
-        Rule::Opened(_) | Rule::Clicked(_) | Rule::NoOpenDays(_) => true,
+        Rule::Opened(_) | Rule::Clicked(_) | Rule::NoOpenDays(_) | Rule::PurchasedWithinDays(_) => {
+            true
+        }
         _ => false,
     }
 }
@@ -171,6 +182,8 @@ mod tests {
         f.tags.insert("vip".into());
         f.opened.insert("spring".into());
         f.last_open = Some(1_000_000);
+        // 20 days before `now` in the test below.
+        f.last_purchase = Some(1_000_000 + 10 * 86_400 - 20 * 86_400);
         f
     }
 
@@ -205,6 +218,9 @@ mod tests {
             (json!({"clicked": "spring"}), false),
             (json!({"no_open_days": 30}), false),
             (json!({"no_open_days": 7}), true),
+            (json!({"purchased_within_days": 30}), true),
+            (json!({"purchased_within_days": 10}), false),
+            (json!({"not": {"purchased_within_days": 10}}), true),
             (json!({"all": [{"tag": "vip"}, {"opened": "spring"}]}), true),
             (
                 json!({"all": [{"tag": "vip"}, {"clicked": "spring"}]}),

@@ -235,8 +235,8 @@ async fn select(
     let mut engaged: HashMap<String, Facts> = HashMap::new();
     if segment::needs_engagement(rule) && !page.is_empty() {
         let ids: Vec<String> = page.iter().map(|c| c.id.clone()).collect();
-        let (seen, last) = store::engagement(env, &ids).await?;
-        for (contact, campaign, metric) in seen {
+        let e = store::engagement(env, &ids).await?;
+        for (contact, campaign, metric) in e.seen {
             let f = engaged.entry(contact).or_default();
             if metric == "open" {
                 f.opened.insert(campaign);
@@ -244,8 +244,11 @@ async fn select(
                 f.clicked.insert(campaign);
             }
         }
-        for (contact, at) in last {
+        for (contact, at) in e.last_open {
             engaged.entry(contact).or_default().last_open = Some(at);
+        }
+        for (contact, at) in e.last_purchase {
+            engaged.entry(contact).or_default().last_purchase = Some(at);
         }
     }
     Ok(page
@@ -493,6 +496,7 @@ pub async fn deliver(
     let helo = helo.split([':', '/']).next().unwrap_or(helo);
     let mut outcome = JobOutcome::Done;
     let mut links_registered = false;
+    let mut mailer = mailer::Mailer::default();
     let contacts = std::mem::take(&mut facts.contacts);
     for contact in &contacts {
         let Some(key) = send_keys.get(contact.id.as_str()).map(|k| (*k).to_owned()) else {
@@ -633,7 +637,7 @@ pub async fn deliver(
                     from: &site.from_email,
                     to: &contact.email,
                 };
-                match mailer::deliver(env, helo, &envelope, &composed.mime).await {
+                match mailer.deliver(env, helo, &envelope, &composed.mime).await {
                     Ok(()) => {
                         record.status = "sent";
                         store::record_campaign_send(env, &record, true, now).await?;
@@ -685,5 +689,6 @@ pub async fn deliver(
             }
         }
     }
+    mailer.finish().await;
     Ok((outcome, results))
 }

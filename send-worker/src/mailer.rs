@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use epistola_sender::mailgun::{send_request, Mailgun};
-use epistola_sender::smtp::{self, Envelope, SmtpConfig, SmtpError, SmtpStream, StartTls};
+use epistola_sender::smtp::{Envelope, Session, SmtpConfig, SmtpError, SmtpStream, StartTls};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use worker::{
     ConnectionBuilder, Env, Fetch, Headers, Method, Request, RequestInit, SecureTransport, Socket,
@@ -147,16 +147,60 @@ async fn deliver_mailgun(m: &Mailgun, to: &str, message: &[u8]) -> Result<(), Sm
     }
 }
 
-/// Sends one message. Errors say whether a retry can help.
-pub async fn deliver(
-    env: &Env,
-    helo_name: &str,
-    envelope: &Envelope<'_>,
-    message: &[u8],
-) -> Result<(), SmtpError> {
-    if let Some(m) = mailgun(env) {
-        return deliver_mailgun(&m?, envelope.to, message).await;
+/// Messages sent over one SMTP connection before it is renewed.
+const MAX_MESSAGES_PER_SESSION: usize = 100;
+
+/// Delivers a run of messages (a chunk), reusing one SMTP connection for all of them: one
+/// greeting, TLS handshake and login per chunk instead of per letter. A broken connection is
+/// dropped and the next message opens a new one.
+#[derive(Debug, Default)]
+pub struct Mailer {
+    session: Option<(Session<WorkerSocket>, usize)>,
+}
+
+impl std::fmt::Debug for WorkerSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WorkerSocket")
     }
+}
+
+impl Mailer {
+    /// Sends one message. Errors say whether a retry can help.
+    pub async fn deliver(
+        &mut self,
+        env: &Env,
+        helo_name: &str,
+        envelope: &Envelope<'_>,
+        message: &[u8],
+    ) -> Result<(), SmtpError> {
+        if let Some(m) = mailgun(env) {
+            return deliver_mailgun(&m?, envelope.to, message).await;
+        }
+        let (mut session, sent) = match self.session.take() {
+            Some((s, n)) if s.is_usable() && n < MAX_MESSAGES_PER_SESSION => (s, n),
+            old => {
+                if let Some((s, _)) = old {
+                    s.quit().await;
+                }
+                (open(env, helo_name).await?, 0)
+            }
+        };
+        let result = session.send(envelope, message).await;
+        if session.is_usable() {
+            self.session = Some((session, sent + 1));
+        }
+        result
+    }
+
+    /// Closes the connection, if one is open.
+    pub async fn finish(&mut self) {
+        if let Some((s, _)) = self.session.take() {
+            s.quit().await;
+        }
+    }
+}
+
+async fn open(env: &Env, helo_name: &str) -> Result<Session<WorkerSocket>, SmtpError> {
     let t = transport(env, helo_name)?;
     let secure = match t.config.starttls {
         StartTls::Required => SecureTransport::StartTls,
@@ -166,5 +210,18 @@ pub async fn deliver(
         .secure_transport(secure)
         .connect(t.host.as_str(), t.port)
         .map_err(|e| SmtpError::Io(std::io::Error::other(e.to_string())))?;
-    smtp::send(WorkerSocket(socket), &t.config, envelope, message).await
+    Session::open(WorkerSocket(socket), &t.config).await
+}
+
+/// Sends one message over a connection of its own (double opt-in letters come one at a time).
+pub async fn deliver(
+    env: &Env,
+    helo_name: &str,
+    envelope: &Envelope<'_>,
+    message: &[u8],
+) -> Result<(), SmtpError> {
+    let mut mailer = Mailer::default();
+    let result = mailer.deliver(env, helo_name, envelope, message).await;
+    mailer.finish().await;
+    result
 }

@@ -762,14 +762,18 @@ pub async fn contacts_by_id(env: &Env, ids: &[String]) -> Result<Vec<ContactRow>
         .results::<ContactRow>()
 }
 
-/// Human engagement of these contacts: (contact, campaign, metric) pairs and latest open times.
-pub async fn engagement(
-    env: &Env,
-    contacts: &[String],
-) -> Result<(
-    Vec<(String, String, String)>,
-    std::collections::HashMap<String, u64>,
-)> {
+/// Human engagement and purchases of these contacts.
+#[derive(Debug, Default)]
+pub struct Engagement {
+    /// (contact, campaign, metric) pairs: first human opens and clicks.
+    pub seen: Vec<(String, String, String)>,
+    /// contact → latest human open.
+    pub last_open: std::collections::HashMap<String, u64>,
+    /// contact → latest `purchase` event.
+    pub last_purchase: std::collections::HashMap<String, u64>,
+}
+
+pub async fn engagement(env: &Env, contacts: &[String]) -> Result<Engagement> {
     #[derive(Deserialize)]
     struct Seen {
         contact_id: String,
@@ -794,24 +798,33 @@ pub async fn engagement(
                 "SELECT contact_id, MAX(occurred_at) AS at FROM events WHERE kind = 'open' AND label = 'human' \
                  AND contact_id IN (SELECT value FROM json_each(?1)) GROUP BY contact_id",
             )
+            .bind(std::slice::from_ref(&ids))?,
+            db.prepare(
+                "SELECT contact_id, MAX(at) AS at FROM contact_events WHERE type = 'purchase' \
+                 AND contact_id IN (SELECT value FROM json_each(?1)) GROUP BY contact_id",
+            )
             .bind(&[ids])?,
         ])
         .await?;
-    let [seen, last] = results.as_slice() else {
+    let [seen, last, bought] = results.as_slice() else {
         return Err(worker::Error::RustError(
             "D1 batch returned an unexpected number of results".into(),
         ));
     };
-    Ok((
-        seen.results::<Seen>()?
+    let latest = |rows: Vec<Last>| {
+        rows.into_iter()
+            .map(|l| (l.contact_id, l.at.max(0) as u64))
+            .collect()
+    };
+    Ok(Engagement {
+        seen: seen
+            .results::<Seen>()?
             .into_iter()
             .map(|s| (s.contact_id, s.campaign_id, s.metric))
             .collect(),
-        last.results::<Last>()?
-            .into_iter()
-            .map(|l| (l.contact_id, l.at.max(0) as u64))
-            .collect(),
-    ))
+        last_open: latest(last.results::<Last>()?),
+        last_purchase: latest(bought.results::<Last>()?),
+    })
 }
 
 /// Moves the fan-out cursor if nobody else did (compare and set); `finished` also ends the

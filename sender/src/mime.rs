@@ -36,13 +36,52 @@ fn boundary(message_id: &str) -> String {
     format!("=_epistola_{hash:016x}")
 }
 
+/// Longest line SMTP allows (RFC 5321: 1000 octets with CRLF).
+const MAX_LINE_OCTETS: usize = 998;
+
+/// A text part sent as it is when it can be: ASCII with every line within the SMTP limit goes as
+/// `7bit` (CRLF line endings), with no encoding pass over the body. Anything else is left to
+/// mail-builder, which picks quoted-printable or base64. (mail-builder alone would encode every
+/// body with a line over 77 characters, which is nearly every HTML letter.)
+fn text_part<'a>(content_type: &'static str, body: &'a str) -> MimePart<'a> {
+    match seven_bit(body) {
+        Some(crlf) => MimePart::new(content_type, crlf).transfer_encoding("7bit"),
+        None => MimePart::new(content_type, body),
+    }
+}
+
+fn seven_bit(body: &str) -> Option<String> {
+    let bytes = body.as_bytes();
+    // SIMD scans (memchr) and block copies: this runs once per letter over ~100 KB.
+    if !body.is_ascii() || memchr::memchr(0, bytes).is_some() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 2);
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', bytes).chain(std::iter::once(bytes.len())) {
+        let line = &bytes[start..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > MAX_LINE_OCTETS || memchr::memchr(b'\r', line).is_some() {
+            return None;
+        }
+        if nl == bytes.len() && line.is_empty() {
+            break; // the body ended with a line break
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+        start = nl + 1;
+    }
+    // ASCII in, ASCII out.
+    String::from_utf8(out).ok()
+}
+
 /// Serialises the message with CRLF line endings.
 pub fn build_message(o: &Outgoing<'_>) -> Vec<u8> {
     let body = MimePart::new(
         ContentType::new("multipart/alternative").attribute("boundary", boundary(o.message_id)),
         vec![
-            MimePart::new("text/plain", o.letter.text.as_str()),
-            MimePart::new("text/html", o.letter.html.as_str()),
+            text_part("text/plain", o.letter.text.as_str()),
+            text_part("text/html", o.letter.html.as_str()),
         ],
     );
     let mut builder = MessageBuilder::new()
@@ -62,6 +101,41 @@ pub fn build_message(o: &Outgoing<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_ascii_lines_go_as_they_are() {
+        assert_eq!(
+            seven_bit("<p>a</p>\n<p>b</p>\n").as_deref(),
+            Some("<p>a</p>\r\n<p>b</p>\r\n")
+        );
+        assert_eq!(seven_bit("a\r\nb").as_deref(), Some("a\r\nb\r\n"));
+        assert_eq!(seven_bit("caf\u{e9}"), None, "non-ASCII is encoded");
+        assert_eq!(
+            seven_bit(&"x".repeat(999)),
+            None,
+            "over-long lines are encoded"
+        );
+        assert_eq!(seven_bit("a\rb"), None, "a bare CR is encoded");
+        let letter = Letter {
+            subject: "s".into(),
+            text: "t".into(),
+            html: format!("<p>{}</p>\n", "y".repeat(500)),
+        };
+        let raw = build_message(&Outgoing {
+            from_name: "n",
+            from: "a@b.co",
+            to: "c@d.co",
+            letter: &letter,
+            message_id: "m@b.co",
+            date: 0,
+            headers: &[],
+        });
+        let text = String::from_utf8(raw).expect("utf-8");
+        assert!(
+            text.contains("Content-Transfer-Encoding: 7bit\r\n\r\n<p>yyy"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn message_has_both_parts_and_the_given_headers() {

@@ -176,10 +176,71 @@ pub fn prepare(source: &str) -> Result<Option<Prepared>, RewriteError> {
     let at = rfind_ignore_ascii_case(&out, "</body>").unwrap_or(out.len());
     out.insert_str(at, &format!("{{{{ {TAIL_VAR} | safe }}}}"));
     Ok(Some(Prepared {
-        source: out,
+        source: soft_wrap(&out, SOFT_WRAP_AT),
         links,
         has_unsubscribe,
     }))
+}
+
+/// Lines of a prepared template are broken near this length, so letters fit SMTP's line limit and
+/// can go without transfer encoding.
+pub const SOFT_WRAP_AT: usize = 800;
+
+/// Breaks long lines at a space in text content: not inside a tag, a template expression or
+/// statement, or a `<pre>`/`<textarea>`/`<script>`/`<style>` element, where a space is not just any
+/// whitespace. In text, a line break renders exactly like the space it replaces.
+pub fn soft_wrap(html: &str, at: usize) -> String {
+    let bytes = html.as_bytes();
+    let mut out = String::with_capacity(html.len());
+    let (mut in_tag, mut in_template, mut raw_until): (bool, bool, Option<&str>) =
+        (false, false, None);
+    let mut line_len = 0;
+    let mut last = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let rest = &bytes[i..];
+        if let Some(end) = raw_until {
+            if rest.len() >= end.len() && rest[..end.len()].eq_ignore_ascii_case(end.as_bytes()) {
+                raw_until = None;
+            }
+        } else if in_template {
+            if (b == b'}' || b == b'%' || b == b'#') && rest.get(1) == Some(&b'}') {
+                in_template = false;
+            }
+        } else if b == b'{' && matches!(rest.get(1), Some(b'{' | b'%' | b'#')) {
+            in_template = true;
+        } else if in_tag {
+            if b == b'>' {
+                in_tag = false;
+            }
+        } else if b == b'<' {
+            in_tag = true;
+            for (open, close) in [
+                ("<pre", "</pre"),
+                ("<textarea", "</textarea"),
+                ("<script", "</script"),
+                ("<style", "</style"),
+            ] {
+                if rest.len() >= open.len()
+                    && rest[..open.len()].eq_ignore_ascii_case(open.as_bytes())
+                {
+                    raw_until = Some(close);
+                }
+            }
+        }
+        if b == b'\n' {
+            line_len = 0;
+        } else {
+            line_len += 1;
+        }
+        if b == b' ' && line_len > at && !in_tag && !in_template && raw_until.is_none() {
+            out.push_str(&html[last..i]);
+            out.push('\n');
+            last = i + 1;
+            line_len = 0;
+        }
+    }
+    out.push_str(&html[last..]);
+    out
 }
 
 /// The footer and pixel HTML that go before `</body>`.
@@ -320,6 +381,28 @@ mod tests {
             "{}",
             p.source
         );
+    }
+
+    #[test]
+    fn long_lines_break_only_at_spaces_in_text() {
+        let text = "word ".repeat(40);
+        let html =
+            format!("<p title=\"{text}\">{text}{{{{ \"a b\" }}}}{text}<pre>{text}</pre></p>");
+        let wrapped = soft_wrap(&html, 50);
+        assert_eq!(
+            wrapped.replace('\n', " "),
+            html,
+            "only spaces became line breaks"
+        );
+        assert!(wrapped.lines().count() > 2, "{wrapped}");
+        let attr_end = html.find("\">").expect("tag end");
+        assert!(!wrapped[..attr_end].contains('\n'), "not inside a tag");
+        assert!(
+            wrapped.contains("{{ \"a b\" }}"),
+            "not inside a template expression"
+        );
+        let pre = wrapped.find("<pre>").expect("pre");
+        assert!(!wrapped[pre..].contains('\n'), "not inside <pre>");
     }
 
     #[test]

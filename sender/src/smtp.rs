@@ -172,58 +172,109 @@ pub struct Envelope<'a> {
     pub to: &'a str,
 }
 
-/// Delivers one message (`data`: the full RFC 5322 message, CRLF line endings) over `stream`.
+/// An open, greeted (and, as configured, encrypted and authenticated) SMTP session that carries
+/// any number of messages: connection reuse. A refused message leaves it usable (`RSET`); a broken
+/// connection or protocol does not ([`Session::is_usable`]).
+pub struct Session<S: SmtpStream> {
+    conn: Conn<S>,
+    usable: bool,
+}
+
+impl<S: SmtpStream> std::fmt::Debug for Session<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("usable", &self.usable)
+            .finish()
+    }
+}
+
+impl<S: SmtpStream> Session<S> {
+    pub async fn open(stream: S, config: &SmtpConfig) -> Result<Session<S>, SmtpError> {
+        let mut conn = Conn {
+            io: BufReader::new(stream),
+        };
+        conn.expect(220).await?;
+        let ehlo = format!("EHLO {}", config.helo_name);
+        let caps = conn.command(&ehlo, 250).await?;
+        if config.starttls == StartTls::Required {
+            if !has_capability(&caps, "STARTTLS") {
+                return Err(SmtpError::Tls("server does not offer STARTTLS".into()));
+            }
+            conn.command("STARTTLS", 220).await?;
+            let plain = conn.io.into_inner();
+            conn = Conn {
+                io: BufReader::new(plain.upgrade_tls()?),
+            };
+            conn.command(&ehlo, 250).await?;
+        }
+        if let Some((user, password)) = &config.credentials {
+            let token = STANDARD.encode(format!("\0{user}\0{password}"));
+            conn.command(&format!("AUTH PLAIN {token}"), 235).await?;
+        }
+        Ok(Session { conn, usable: true })
+    }
+
+    /// Whether another message can go over this session.
+    pub fn is_usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Delivers one message (`data`: the full RFC 5322 message, CRLF line endings).
+    pub async fn send(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
+        for addr in [envelope.from, envelope.to] {
+            if addr
+                .bytes()
+                .any(|b| b.is_ascii_control() || b == b'<' || b == b'>' || b == b' ')
+            {
+                return Err(SmtpError::Permanent {
+                    code: 501,
+                    message: "address contains forbidden characters".into(),
+                });
+            }
+        }
+        let result = self.transaction(envelope, data).await;
+        match &result {
+            Ok(()) => {}
+            // The server refused this message: reset the transaction and carry on.
+            Err(SmtpError::Transient { .. } | SmtpError::Permanent { .. }) => {
+                self.usable = self.conn.command("RSET", 250).await.is_ok();
+            }
+            Err(_) => self.usable = false,
+        }
+        result
+    }
+
+    async fn transaction(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
+        let conn = &mut self.conn;
+        conn.command(&format!("MAIL FROM:<{}>", envelope.from), 250)
+            .await?;
+        conn.command(&format!("RCPT TO:<{}>", envelope.to), 250)
+            .await?;
+        conn.command("DATA", 354).await?;
+        let body = dot_stuff(data);
+        conn.io.get_mut().write_all(&body).await?;
+        conn.io.get_mut().write_all(b".\r\n").await?;
+        conn.io.get_mut().flush().await?;
+        conn.expect(250).await?;
+        Ok(())
+    }
+
+    /// Ends the session politely; the messages sent are accepted whatever QUIT answers.
+    pub async fn quit(mut self) {
+        let _ = self.conn.command("QUIT", 221).await;
+    }
+}
+
+/// Delivers one message over a session of its own.
 pub async fn send<S: SmtpStream>(
     stream: S,
     config: &SmtpConfig,
     envelope: &Envelope<'_>,
     data: &[u8],
 ) -> Result<(), SmtpError> {
-    for addr in [envelope.from, envelope.to] {
-        if addr
-            .bytes()
-            .any(|b| b.is_ascii_control() || b == b'<' || b == b'>' || b == b' ')
-        {
-            return Err(SmtpError::Permanent {
-                code: 501,
-                message: "address contains forbidden characters".into(),
-            });
-        }
-    }
-    let mut conn = Conn {
-        io: BufReader::new(stream),
-    };
-    conn.expect(220).await?;
-    let ehlo = format!("EHLO {}", config.helo_name);
-    let mut caps = conn.command(&ehlo, 250).await?;
-    if config.starttls == StartTls::Required {
-        if !has_capability(&caps, "STARTTLS") {
-            return Err(SmtpError::Tls("server does not offer STARTTLS".into()));
-        }
-        conn.command("STARTTLS", 220).await?;
-        let plain = conn.io.into_inner();
-        conn = Conn {
-            io: BufReader::new(plain.upgrade_tls()?),
-        };
-        caps = conn.command(&ehlo, 250).await?;
-    }
-    if let Some((user, password)) = &config.credentials {
-        let token = STANDARD.encode(format!("\0{user}\0{password}"));
-        conn.command(&format!("AUTH PLAIN {token}"), 235).await?;
-    }
-    let _ = caps;
-    conn.command(&format!("MAIL FROM:<{}>", envelope.from), 250)
-        .await?;
-    conn.command(&format!("RCPT TO:<{}>", envelope.to), 250)
-        .await?;
-    conn.command("DATA", 354).await?;
-    let body = dot_stuff(data);
-    conn.io.get_mut().write_all(&body).await?;
-    conn.io.get_mut().write_all(b".\r\n").await?;
-    conn.io.get_mut().flush().await?;
-    conn.expect(250).await?;
-    // The message is accepted; a failed QUIT changes nothing.
-    let _ = conn.command("QUIT", 221).await;
+    let mut session = Session::open(stream, config).await?;
+    session.send(envelope, data).await?;
+    session.quit().await;
     Ok(())
 }
 

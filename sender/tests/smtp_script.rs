@@ -3,7 +3,7 @@
 
 #![allow(clippy::expect_used)] // test scaffolding: failing loudly is right here
 
-use epistola_sender::smtp::{send, Envelope, SmtpConfig, SmtpError, SmtpStream, StartTls};
+use epistola_sender::smtp::{send, Envelope, Session, SmtpConfig, SmtpError, SmtpStream, StartTls};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -52,6 +52,23 @@ async fn run(
     replies: &'static [&'static str],
     config: SmtpConfig,
 ) -> (Result<(), SmtpError>, String) {
+    let (stream, server) = serve(replies).await;
+    let envelope = Envelope {
+        from: "hello@shop.example",
+        to: "ann@example.com",
+    };
+    let result = send(
+        stream,
+        &config,
+        &envelope,
+        b"Subject: hi\r\n\r\n.hidden dot\r\nbye\r\n",
+    )
+    .await;
+    (result, server.await.expect("server task"))
+}
+
+/// A scripted server and a client stream connected to it.
+async fn serve(replies: &'static [&'static str]) -> (Plain, tokio::task::JoinHandle<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(async move {
@@ -88,18 +105,67 @@ async fn run(
         seen
     });
     let stream = Plain(TcpStream::connect(addr).await.expect("connect"));
-    let envelope = Envelope {
-        from: "hello@shop.example",
-        to: "ann@example.com",
-    };
-    let result = send(
-        stream,
-        &config,
-        &envelope,
-        b"Subject: hi\r\n\r\n.hidden dot\r\nbye\r\n",
-    )
+    (stream, server)
+}
+
+#[tokio::test]
+async fn one_connection_carries_several_messages_and_survives_a_refusal() {
+    let (stream, server) = serve(&[
+        "220 sink\r\n",
+        "250 sink\r\n",
+        // first message: accepted
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        // second: the recipient is refused, then RSET
+        "250 ok\r\n",
+        "550 no such user\r\n",
+        "250 reset\r\n",
+        // third: accepted on the same connection
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "221 bye\r\n",
+    ])
     .await;
-    (result, server.await.expect("server task"))
+    let mut session = Session::open(stream, &plain()).await.expect("opens");
+    let to = |to| Envelope {
+        from: "hello@shop.example",
+        to,
+    };
+    session
+        .send(&to("ann@example.com"), b"Subject: 1\r\n\r\none\r\n")
+        .await
+        .expect("first");
+    let refused = session
+        .send(&to("nobody@example.com"), b"Subject: 2\r\n\r\ntwo\r\n")
+        .await;
+    assert!(
+        matches!(refused, Err(SmtpError::Permanent { code: 550, .. })),
+        "{refused:?}"
+    );
+    assert!(
+        session.is_usable(),
+        "a refused message does not break the session"
+    );
+    session
+        .send(&to("bo@example.com"), b"Subject: 3\r\n\r\nthree\r\n")
+        .await
+        .expect("third");
+    session.quit().await;
+    let seen = server.await.expect("server task");
+    assert_eq!(
+        seen.matches("EHLO").count(),
+        1,
+        "one greeting for three messages: {seen}"
+    );
+    assert!(
+        seen.contains("RCPT TO:<nobody@example.com>\r\nRSET\r\nMAIL FROM"),
+        "{seen}"
+    );
+    assert!(seen.ends_with("QUIT\r\n"), "{seen}");
 }
 
 fn plain() -> SmtpConfig {

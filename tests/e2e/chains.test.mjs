@@ -83,6 +83,23 @@ test('abandoned cart: events enrol once, each step goes once, a purchase leaves 
     const [exit] = await w.d1("SELECT exit_reason FROM chain_runs WHERE status = 'exited'");
     assert.equal(exit.exit_reason, 'event_since_entry');
     assert.match(w.log.join(''), /fault injection: replaying \d+ finished messages/, 'chunks really were delivered twice');
+
+    // Purchase data in segments: a campaign to those who bought in the last day reaches Jon only.
+    const m = w.tokens.marketer;
+    await api(w, 'POST', '/v1/contacts', { token: m, body: { email: 'ivy@example.com', test_list: true } });
+    assert.equal((await api(w, 'PUT', '/v1/templates/thanks', { token: m, body: { name: 't', subject: 'Thanks', html: '<p>Thanks</p>' } })).status, 200);
+    const body = { name: 'Buyers', site: 'demo', template: 'thanks', purpose: 'offers', segment: { purchased_within_days: 1 } };
+    assert.equal((await api(w, 'PUT', '/v1/campaigns/buyers', { token: m, body })).status, 200);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/buyers/test', { token: m })).status, 202);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/buyers/approve', { token: w.tokens.approver })).status, 200);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/buyers/schedule', { token: w.tokens.approver })).status, 200);
+    await tick(w);
+    await mail.waitFor((x) => to('jon@example.com')(x) && x.subject === 'Thanks', { what: 'the buyers campaign to Jon' });
+    await sleep(2000);
+    const thanks = (await mail.messages()).filter((x) => x.subject === 'Thanks');
+    assert.deepEqual(thanks.map((x) => x.envelope.to[0].address).sort(), ['ivy@example.com', 'jon@example.com'], 'Ivy got the test only, Jon the campaign');
+    const outcomes = (await api(w, 'GET', '/v1/campaigns/buyers', { token: m })).json.outcomes;
+    assert.deepEqual(outcomes, { sent: { total: 1, by_reason: {} } });
   } finally {
     await w.stop();
     mail.stop();
