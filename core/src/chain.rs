@@ -108,6 +108,17 @@ pub fn validate_chain(input: &ChainInput) -> FieldErrors {
     errors
 }
 
+/// Chains triggered by inactivity use the trigger `inactive.{N}d`: no human open or click for N
+/// days (churn risk). Returns N.
+pub fn inactivity_days(trigger: &str) -> Option<u32> {
+    let n: u32 = trigger
+        .strip_prefix("inactive.")?
+        .strip_suffix('d')?
+        .parse()
+        .ok()?;
+    (1..=3650).contains(&n).then_some(n)
+}
+
 /// The id a chain step's outcomes, opens and clicks count under in the stats: `{chain}.{n}`,
 /// 1-based, so `GET /v1/stats/campaigns/{chain}.1` reports the first step.
 pub fn step_stats_id(chain: &str, step: usize) -> String {
@@ -166,6 +177,15 @@ mod tests {
                 "trigger"
             ]
         );
+    }
+
+    #[test]
+    fn inactivity_triggers() {
+        assert_eq!(inactivity_days("inactive.30d"), Some(30));
+        assert_eq!(inactivity_days("inactive.0d"), None);
+        assert_eq!(inactivity_days("inactive.30"), None);
+        assert_eq!(inactivity_days("cart.abandoned"), None);
+        assert!(validate_event_type("inactive.30d").is_ok());
     }
 
     #[test]

@@ -17,6 +17,14 @@ pub enum IdError {
     BadCharacter,
 }
 
+/// A short, stable message id for a send key (which can be longer than an id may be): `m` and 24 hex
+/// characters of its SHA-256. Tokens and the Message-ID carry this; the send key stays in D1.
+pub fn message_id_for(send_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(send_key.as_bytes());
+    format!("m{}", &crate::hex::encode(&digest)[..24])
+}
+
 /// Checks an id; `allow_empty` for the optional ones (anonymous contact, no message id).
 pub fn validate_id(id: &str, allow_empty: bool) -> Result<(), IdError> {
     if id.is_empty() {
@@ -41,6 +49,16 @@ pub fn validate_id(id: &str, allow_empty: bool) -> Result<(), IdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_are_short_valid_and_stable() {
+        let long = format!("chain.win-back.1.{}.win-back", "x".repeat(64));
+        let id = message_id_for(&long);
+        assert_eq!(id.len(), 25);
+        assert_eq!(validate_id(&id, false), Ok(()));
+        assert_eq!(id, message_id_for(&long));
+        assert_ne!(id, message_id_for("campaign.a.b"));
+    }
 
     #[test]
     fn table() {

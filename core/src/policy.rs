@@ -92,6 +92,8 @@ pub enum DeferReason {
     SendWindow,
     QuietHours,
     FrequencyCap,
+    /// The recipient's mail domain has had its hourly share (see [`domain_throttle`]).
+    DomainThrottle,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +125,7 @@ impl DeferReason {
             DeferReason::SendWindow => "send_window",
             DeferReason::QuietHours => "quiet_hours",
             DeferReason::FrequencyCap => "frequency_cap",
+            DeferReason::DomainThrottle => "domain_throttle",
         }
     }
 }
@@ -270,9 +273,33 @@ impl LocalClock {
     }
 }
 
+/// The domain of an address (after the last `@`), lower-case.
+pub fn mail_domain(email: &str) -> String {
+    email
+        .rsplit_once('@')
+        .map_or("", |(_, d)| d)
+        .to_ascii_lowercase()
+}
+
+/// Per-domain throttles: at most `limit` letters per clock hour to one receiving domain (large
+/// mailbox providers slow down or block senders that burst). `sent_this_hour` counts letters
+/// already sent to it this hour; a throttled letter waits for the next hour.
+pub fn domain_throttle(limit: Option<u32>, sent_this_hour: u32, now: u64) -> Option<u64> {
+    let limit = limit?;
+    (sent_this_hour >= limit).then(|| (now / 3600 + 1) * 3600)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn domain_throttles() {
+        assert_eq!(mail_domain("Ann@Gmail.COM"), "gmail.com");
+        assert_eq!(domain_throttle(None, 1_000_000, 7_200), None);
+        assert_eq!(domain_throttle(Some(2), 1, 7_200), None);
+        assert_eq!(domain_throttle(Some(2), 2, 7_201), Some(10_800));
+    }
 
     // 2026-11-24 is a Tuesday. 12:00 UTC.
     const TUE_NOON: u64 = 1_795_521_600;

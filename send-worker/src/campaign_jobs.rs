@@ -12,7 +12,11 @@ use epistola_core::campaign::WindowInput;
 use epistola_core::consent::{current, Action, Entry};
 use epistola_core::contact::{address_hash, attributes, utc_offset_seconds};
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
-use epistola_core::policy::{decide, Decision, Limits, Outgoing, Recipient, SendKind, SendWindow};
+use epistola_core::ids::message_id_for;
+use epistola_core::policy::{
+    decide, domain_throttle, mail_domain, Decision, DeferReason, Limits, Outgoing, Recipient,
+    SendKind, SendWindow,
+};
 use epistola_core::segment::{self, Facts, Rule};
 use epistola_core::site::Channel;
 use epistola_sender::compose::{compose, Campaign, Recipient as LetterRecipient};
@@ -34,6 +38,22 @@ const PAGES_PER_TICK: usize = 20;
 const DEFERRED_LEASE_SECONDS: u64 = 900;
 /// Var: JSON send limits (caps, quiet hours); see `core::policy::Limits`.
 pub const SEND_LIMITS: &str = "SEND_LIMITS";
+/// Var: JSON `{"gmail.com": 500, …}`, most letters per hour to one receiving domain.
+pub const DOMAIN_THROTTLES: &str = "DOMAIN_THROTTLES";
+
+fn domain_throttles(env: &Env) -> BTreeMap<String, u32> {
+    config::text(env, DOMAIN_THROTTLES)
+        .map(|json| {
+            serde_json::from_str::<BTreeMap<String, u32>>(&json).unwrap_or_else(|e| {
+                worker::console_error!("{DOMAIN_THROTTLES} is invalid ({e}); no throttles");
+                BTreeMap::new()
+            })
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(d, n)| (d.to_ascii_lowercase(), n))
+        .collect()
+}
 
 thread_local! {
     // Compiled templates per isolate, keyed by (id, updated_at): a chunk compiles nothing new.
@@ -497,6 +517,26 @@ pub async fn deliver(
     let mut outcome = JobOutcome::Done;
     let mut links_registered = false;
     let mut mailer = mailer::Mailer::default();
+    // Per-domain throttles (e-mail only): this hour's counts, and what this chunk adds.
+    let throttles = if m.channel == Channel::Email {
+        domain_throttles(env)
+    } else {
+        BTreeMap::new()
+    };
+    let throttled: Vec<String> = facts
+        .contacts
+        .iter()
+        .map(|c| mail_domain(&c.email))
+        .filter(|d| throttles.contains_key(d))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut domain_sent = if throttled.is_empty() {
+        HashMap::new()
+    } else {
+        store::domain_counts(env, &throttled, now).await?
+    };
+    let mut domain_added: HashMap<String, u32> = HashMap::new();
     let contacts = std::mem::take(&mut facts.contacts);
     for contact in &contacts {
         let Some(key) = send_keys.get(contact.id.as_str()).map(|k| (*k).to_owned()) else {
@@ -585,6 +625,18 @@ pub async fn deliver(
                 results.insert(contact.id.clone(), Delivered::Deferred { until });
             }
             Decision::Send => {
+                let domain = mail_domain(&contact.email);
+                let sent_this_hour = domain_sent.get(&domain).copied().unwrap_or(0);
+                if let Some(until) =
+                    domain_throttle(throttles.get(&domain).copied(), sent_this_hour, now)
+                {
+                    record.status = "deferred";
+                    record.reason = Some(DeferReason::DomainThrottle.as_str());
+                    record.due_at = Some(until);
+                    store::record_campaign_send(env, &record, false, now).await?;
+                    results.insert(contact.id.clone(), Delivered::Deferred { until });
+                    continue;
+                }
                 if !store::claim_send(env, &record, now).await? {
                     results.insert(contact.id.clone(), Delivered::AlreadyDone);
                     continue;
@@ -614,7 +666,7 @@ pub async fn deliver(
                     &LetterRecipient {
                         contact: &contact.id,
                         email: &contact.email,
-                        message: &key,
+                        message: &message_id_for(&key),
                         context: &context,
                     },
                 ) {
@@ -642,6 +694,10 @@ pub async fn deliver(
                         record.status = "sent";
                         store::record_campaign_send(env, &record, true, now).await?;
                         results.insert(contact.id.clone(), Delivered::Sent);
+                        if throttles.contains_key(&domain) {
+                            *domain_sent.entry(domain.clone()).or_default() += 1;
+                            *domain_added.entry(domain.clone()).or_default() += 1;
+                        }
                         if let Some(after) = m.sms_fallback_after {
                             // Checked when due: no human open or click by then → the SMS version.
                             let key = sms_fallback_key(m.stats_id, &contact.id);
@@ -690,5 +746,6 @@ pub async fn deliver(
         }
     }
     mailer.finish().await;
+    store::add_domain_counts(env, &domain_added, now).await?;
     Ok((outcome, results))
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use epistola_core::chain::{leaves, step_stats_id, StepInput};
+use epistola_core::chain::{inactivity_days, leaves, step_stats_id, StepInput};
 use epistola_core::contact::utc_date;
 use epistola_core::event::{ChainChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::policy::SendKind;
@@ -23,7 +23,7 @@ const RUN_LEASE_SECONDS: u64 = 900;
 
 /// Queues chunks for chain runs that are due; once a day, records birthdays as events.
 pub async fn tick(env: &Env, now: u64) -> worker::Result<(usize, u64)> {
-    let births = birthdays(env, now).await?;
+    let births = birthdays(env, now).await? + inactivity(env, now).await?;
     let due = store::due_chain_runs(env, now, RUN_LEASE_SECONDS).await?;
     let mut groups: BTreeMap<(String, usize), Vec<(String, String)>> = BTreeMap::new();
     for r in &due {
@@ -71,6 +71,38 @@ async fn birthdays(env: &Env, now: u64) -> worker::Result<u64> {
         })
         .collect();
     store::record_events_and_enrol(env, &events, now).await
+}
+
+/// Once a day per `inactive.{N}d` trigger of an active chain: an event for every contact with no
+/// human open or click in N days. The event id names the contact's last activity, so one quiet
+/// spell enrols once, and a contact who comes back and goes quiet again can be won back again.
+async fn inactivity(env: &Env, now: u64) -> worker::Result<u64> {
+    let Some((day, _)) = utc_date(now) else {
+        return Ok(0);
+    };
+    let mut enrolled = 0;
+    for trigger in store::active_chain_triggers(env).await? {
+        let Some(days) = inactivity_days(&trigger) else {
+            continue;
+        };
+        if !store::claim_daily(env, &format!("inactivity:{trigger}"), &day).await? {
+            continue;
+        }
+        let since = now.saturating_sub(u64::from(days) * 86_400);
+        let events: Vec<NewEvent> = store::inactive_contacts(env, since)
+            .await?
+            .into_iter()
+            .map(|(contact, last)| NewEvent {
+                id: format!("{trigger}.{contact}.{last}"),
+                contact_id: contact,
+                kind: trigger.clone(),
+                at: now,
+                data: serde_json::json!({ "last_activity": last }).to_string(),
+            })
+            .collect();
+        enrolled += store::record_events_and_enrol(env, &events, now).await?;
+    }
+    Ok(enrolled)
 }
 
 pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobOutcome {

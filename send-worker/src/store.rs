@@ -1168,3 +1168,97 @@ pub async fn birthdays(env: &Env, month_day: &str) -> Result<Vec<String>> {
     )
     .await
 }
+
+// ---------------------------------------------------------------------------------------------
+// Per-domain throttles: hourly counters in rate_limits (key `domain:{domain}`).
+
+/// Letters sent this hour to each of these domains.
+pub async fn domain_counts(
+    env: &Env,
+    domains: &[String],
+    now: u64,
+) -> Result<std::collections::HashMap<String, u32>> {
+    #[derive(Deserialize)]
+    struct Row {
+        key: String,
+        n: u32,
+    }
+    let keys: Vec<String> = domains.iter().map(|d| format!("domain:{d}")).collect();
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare("SELECT key, n FROM rate_limits WHERE window = ?2 AND key IN (SELECT value FROM json_each(?1))")
+        .bind(&[text(&serde_json::to_string(&keys)?), int((now / 3600) as i64)])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| Some((r.key.strip_prefix("domain:")?.to_owned(), r.n)))
+        .collect())
+}
+
+/// Adds this chunk's letters to the hourly counters (one statement per domain).
+pub async fn add_domain_counts(
+    env: &Env,
+    sent: &std::collections::HashMap<String, u32>,
+    now: u64,
+) -> Result<()> {
+    if sent.is_empty() {
+        return Ok(());
+    }
+    let db = env.d1(bindings::DB)?;
+    let hour = now / 3600;
+    let mut statements = Vec::new();
+    for (domain, n) in sent {
+        statements.push(
+            db.prepare(
+                "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (key, window) DO UPDATE SET n = n + excluded.n",
+            )
+            .bind(&[
+                text(&format!("domain:{domain}")),
+                int(hour as i64),
+                int(i64::from(*n)),
+                int(((hour + 1) * 3600) as i64),
+            ])?,
+        );
+    }
+    db.batch(statements).await?;
+    Ok(())
+}
+
+/// Triggers of active chains.
+pub async fn active_chain_triggers(env: &Env) -> Result<Vec<String>> {
+    strings(
+        env,
+        "SELECT DISTINCT trigger FROM chains WHERE status = 'active'",
+        &[],
+        "trigger",
+    )
+    .await
+}
+
+/// Contacts older than `since` without a human open or click since then, with their latest one
+/// (0 = never): a churn risk.
+pub async fn inactive_contacts(env: &Env, since: u64) -> Result<Vec<(String, u64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        id: String,
+        last: Option<i64>,
+    }
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT id, last FROM (SELECT k.id, (SELECT MAX(occurred_at) FROM events e WHERE e.contact_id = k.id \
+             AND e.kind IN ('open', 'click') AND e.label = 'human') AS last FROM contacts k WHERE k.created_at < ?1) \
+             WHERE last IS NULL OR last < ?1",
+        )
+        .bind(&[int(since as i64)])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (r.id, r.last.unwrap_or(0).max(0) as u64))
+        .collect())
+}

@@ -7,12 +7,12 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSendingSystem, api } from './harness.mjs';
+import { startSendingSystem, startMailSink, api } from './harness.mjs';
 
 let w;
 let mail;
 before(async () => {
-  ({ w, mail } = await startSendingSystem({ vars: { APPROVAL_CONFIRM_ABOVE: '3' } }));
+  ({ w, mail } = await startSendingSystem({ vars: { APPROVAL_CONFIRM_ABOVE: '3', DOMAIN_THROTTLES: '{"throttled.example": 2}' } }));
 });
 after(async () => {
   await w?.stop();
@@ -245,6 +245,32 @@ test('overlapping campaigns: the frequency cap and quiet hours defer, nothing is
   assert.ok(row.due > Date.now() / 1000, 'deferred to a later slot, not dropped');
 });
 
+test('a per-domain throttle defers what is over the hourly share of one mailbox provider', async () => {
+  const consents = [{ site: 'demo', purpose: 'news-throttle', channel: 'email', source: 'checkout' }];
+  const contacts = ['a@throttled.example', 'b@throttled.example', 'c@throttled.example', 'd@throttled.example', 'e@example.com']
+    .map((email) => ({ email, time_zone: DAY, tags: ['throttle'], consents }));
+  assert.equal((await api(w, 'POST', '/v1/contacts/import', { ...as(w.tokens.marketer), body: { contacts } })).json.upserted, 5);
+  const t = await api(w, 'PUT', '/v1/templates/throttle', { ...as(w.tokens.marketer), body: { name: 't', subject: 'Throttled', html: '<p>x</p>' } });
+  assert.equal(t.status, 200, t.text);
+  const body = { name: 'Throttle', site: 'demo', template: 'throttle', purpose: 'news-throttle', segment: { tag: 'throttle' } };
+  assert.equal((await api(w, 'PUT', '/v1/campaigns/throttle', { ...as(w.tokens.marketer), body })).status, 200);
+  assert.equal((await api(w, 'POST', '/v1/campaigns/throttle/test', as(w.tokens.marketer))).status, 202);
+  const a = await api(w, 'POST', '/v1/campaigns/throttle/approve', { ...as(w.tokens.approver), body: { confirm_audience: 5 } });
+  assert.equal(a.status, 200, a.text);
+  assert.equal((await api(w, 'POST', '/v1/campaigns/throttle/schedule', as(w.tokens.approver))).status, 200);
+  await tick();
+  const c = await waitForOutcomes('throttle', 5);
+  assert.deepEqual(c.outcomes, {
+    sent: { total: 3, by_reason: {} },
+    deferred: { total: 2, by_reason: { domain_throttle: 2 } },
+  });
+  await sleep(1500);
+  const got = (await mail.messages()).filter((m) => m.subject === 'Throttled').map((m) => m.envelope.to[0].address.split('@')[1]);
+  assert.deepEqual(got.sort(), ['example.com', 'throttled.example', 'throttled.example']);
+  const [due] = await w.d1("SELECT MIN(due_at) AS t FROM sends WHERE campaign_id = 'throttle' AND status = 'deferred'");
+  assert.equal(due.t % 3600, 0, 'deferred to the start of the next hour');
+});
+
 test('bad input: every field named, nothing half-written', async () => {
   const bad = await api(w, 'POST', '/v1/contacts', { ...as(w.tokens.marketer), body: { email: 'x', birthday: '1990-02-31x', tags: ['a b'] } });
   assert.equal(bad.status, 400);
@@ -268,4 +294,46 @@ test('bad input: every field named, nothing half-written', async () => {
   assert.equal(template.status, 400);
   assert.equal(template.json.error.fields.template, 'no such template');
   assert.equal((await api(w, 'GET', '/v1/campaigns/bad', as(w.tokens.marketer))).status, 404);
+});
+
+test('SMTP server down for a while: every letter goes out once it is back, none twice', async () => {
+  const ports = { smtpPort: mail.smtpPort, webPort: mail.webPort };
+  mail.stop();
+  await sleep(500);
+  const consents = [{ site: 'demo', purpose: 'newsletter', channel: 'email', source: 'checkout' }];
+  const contacts = ['una', 'val', 'wes'].map((n) => ({ email: `${n}@example.com`, name: n, time_zone: DAY, tags: ['outage'], consents }));
+  assert.equal((await api(w, 'POST', '/v1/contacts/import', { ...as(w.tokens.marketer), body: { contacts } })).json.upserted, 3);
+  const t = await api(w, 'PUT', '/v1/templates/outage', { ...as(w.tokens.marketer), body: { name: 'o', subject: 'Back soon', html: '<p>x</p>' } });
+  assert.equal(t.status, 200, t.text);
+  const body = { name: 'Outage', site: 'demo', template: 'outage', purpose: 'newsletter', segment: { tag: 'outage' } };
+  assert.equal((await api(w, 'PUT', '/v1/campaigns/outage', { ...as(w.tokens.marketer), body })).status, 200);
+  assert.equal((await api(w, 'POST', '/v1/campaigns/outage/test', as(w.tokens.marketer))).status, 202);
+  // The approver repeats the reachable audience the first answer names.
+  const ask = await api(w, 'POST', '/v1/campaigns/outage/approve', as(w.tokens.approver));
+  assert.equal(ask.json.error.code, 'confirmation_required', ask.text);
+  const reach = Number(/must be (\d+)/.exec(ask.json.error.fields.confirm_audience)[1]);
+  const approved = await api(w, 'POST', '/v1/campaigns/outage/approve', { ...as(w.tokens.approver), body: { confirm_audience: reach } });
+  assert.equal(approved.status, 200, approved.text);
+  assert.equal((await api(w, 'POST', '/v1/campaigns/outage/schedule', as(w.tokens.approver))).status, 200);
+  await tick();
+  const retrying = async () => (await w.d1("SELECT COUNT(*) AS n FROM sends WHERE campaign_id = 'outage' AND status = 'retrying'"))[0].n;
+  for (let i = 0; (await retrying()) < 3; i++) {
+    assert.ok(i < 80, 'the failed attempts were never recorded');
+    await sleep(250);
+  }
+  mail = await startMailSink(ports);
+  for (let i = 0; ; i++) {
+    const got = (await mail.messages()).filter((m) => m.subject === 'Back soon' && m.envelope.to[0].address !== 'tess@example.com');
+    if (got.length >= 3) break;
+    assert.ok(i < 240, `only ${got.length} of 3 letters after the server came back`);
+    await sleep(250);
+  }
+  await sleep(3000); // replays and later retries must not send again
+  const letters = (await mail.messages()).filter((m) => m.subject === 'Back soon');
+  assert.deepEqual(letters.map((m) => m.envelope.to[0].address).sort(),
+    ['tess@example.com', 'una@example.com', 'val@example.com', 'wes@example.com'], 'each once (Tess: the test)');
+  const c = await campaignOf('outage');
+  assert.deepEqual(c.outcomes.sent, { total: 3, by_reason: {} });
+  const [attempts] = await w.d1("SELECT MIN(attempts) AS least FROM sends WHERE campaign_id = 'outage'");
+  assert.ok(attempts.least >= 2, 'each letter was retried');
 });

@@ -136,3 +136,27 @@ test('two overlapping chains that would send 11 letters deliver within the cap a
     mail.stop();
   }
 });
+
+test('inactivity: a win-back chain reaches those quiet for N days, once per quiet spell', async () => {
+  const { w, mail } = await startSendingSystem();
+  try {
+    await setUp(w, ['rae@example.com', 'sol@example.com'], { 'win-back': 'We miss you' });
+    // Rae joined 40 days ago and has not opened anything since; Sol joined today.
+    await w.d1(`UPDATE contacts SET created_at = unixepoch() - 40 * 86400 WHERE email = 'rae@example.com'`);
+    await chain(w, 'win-back', 'inactive.30d', [{ delay_seconds: 0, template: 'win-back' }]);
+    await tick(w); // the daily inactivity job enrols Rae
+    await tick(w); // … and her first step is due now
+    await mail.waitFor(to('rae@example.com'), { what: 'the win-back letter' });
+    await sleep(1500);
+    await tick(w);
+    await sleep(1500);
+    const all = await mail.messages();
+    assert.equal(all.filter(to('rae@example.com')).length, 1, 'once');
+    assert.equal(all.filter(to('sol@example.com')).length, 0, 'Sol is new, not inactive');
+    const c = await api(w, 'GET', '/v1/chains/win-back', { token: w.tokens.marketer });
+    assert.deepEqual(c.json.runs, { done: 1 });
+  } finally {
+    await w.stop();
+    mail.stop();
+  }
+});
