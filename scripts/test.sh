@@ -17,11 +17,11 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy -p epistola-worker -p epistola-send-worker --target wasm32-unknown-unknown --locked -- -D warnings
-# The core and the sender must stay free of JS bindings: they have to build for bare wasm32 on their own.
-cargo check -p epistola-core -p epistola-sender --target wasm32-unknown-unknown --locked
+# The core, the sender and the dashboard must stay free of JS bindings: they have to build for bare wasm32 on their own.
+cargo check -p epistola-core -p epistola-sender -p epistola-dashboard --target wasm32-unknown-unknown --locked
 
-step "core and sender tests"
-cargo test -p epistola-core -p epistola-sender --locked
+step "core, sender and dashboard tests"
+cargo test -p epistola-core -p epistola-sender -p epistola-dashboard --locked
 
 step "release build"
 scripts/build.sh

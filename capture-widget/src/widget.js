@@ -1,7 +1,8 @@
 // Epistola capture widget. Embed:
 //   <script>window.epistola=window.epistola||function(){(epistola.q=epistola.q||[]).push(arguments)}</script>
 //   <script async src="https://t.example.com/w.js" data-site="SITE"></script>
-// API: epistola('event', 'product_view' | NAME), epistola('show').
+// API: epistola('event', 'product_view' | NAME), epistola('show'),
+//      epistola('convert', {value, currency, order_id}) on the order confirmation page.
 // Nothing about the visitor is sent before they submit the form; no cookies (state stays in this
 // site's localStorage). The form never appears on entry, only when a configured trigger fires.
 ((w, d) => {
@@ -25,6 +26,24 @@
   };
   st.v = st.v || 0; // product views
   st.s = st.s || 0; // seconds on site
+  // text/plain: a "simple" request, no CORS preflight; keepalive survives navigation.
+  const post = (path, body) => fetch(base + path, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'text/plain' }, keepalive: true, credentials: 'omit' });
+  // A click in a letter lands here with ?ep=<attribution token>: keep it (last click wins) until the
+  // expiry signed into it (bytes 7..11), and take it out of the address bar so it is not shared.
+  try {
+    const u = new URL(location.href);
+    const t = u.searchParams.get('ep');
+    if (t) {
+      const b = atob(t.replace(/-/g, '+').replace(/_/g, '/'));
+      st.ep = t;
+      st.ee = [7, 8, 9, 10].reduce((n, i) => n * 256 + b.charCodeAt(i), 0);
+      save();
+      u.searchParams.delete('ep');
+      history.replaceState(history.state, '', u);
+    }
+  } catch (e) {}
+  const convert = (o) => st.ep && st.ee * 1e3 > now() &&
+    post('/v1/convert', { site, attribution: st.ep, value: o.value, currency: o.currency, order_id: String(o.order_id) }).catch(() => {});
   const T = {
     en: ['E-mail', 'Continue', 'Back', 'Close', 'Thank you! Check your inbox to confirm your address.', 'Please check the form.', 'Too many tries, please try again later.', 'Something went wrong, please try again.'],
     ru: ['E-mail', 'Продолжить', 'Назад', 'Закрыть', 'Спасибо! Проверьте почту и подтвердите адрес.', 'Проверьте форму.', 'Слишком много попыток, попробуйте позже.', 'Что-то пошло не так, попробуйте ещё раз.'],
@@ -48,6 +67,7 @@
     maybe();
   };
   const api = (cmd, a) => {
+    if (cmd == 'convert') return convert(a || {});
     if (cmd == 'event' && a == 'product_view') {
       st.v++;
       save();
@@ -144,8 +164,7 @@
             site, email: form.em.value, fields, answers, hp: form.hp.value, form: cfg.quiz.length ? 'quiz' : 'popup',
             consents: consents.map((c) => ({ purpose: c.purpose, channel: c.channel, text_version: c.version })),
           };
-          // text/plain: a "simple" request, no CORS preflight; keepalive survives navigation.
-          fetch(base + '/v1/capture', { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'text/plain' }, keepalive: true, credentials: 'omit' })
+          post('/v1/capture', body)
             .then((r) => {
               if (r.status == 202) {
                 st.done = 1;

@@ -60,6 +60,9 @@ pub struct ValidCapture {
     pub fields: BTreeMap<String, String>,
     pub consents: Vec<(String, Channel, String)>,
     pub form: String,
+    /// Answers to quiz steps with options (question id, option): counted for the audience
+    /// portrait. Free answers are not, they may be personal.
+    pub choices: Vec<(String, String)>,
 }
 
 /// Validates `req` against `site`, reporting every problem at once.
@@ -106,6 +109,7 @@ pub fn validate_capture(
             errors.insert(format!("fields.{}", f.name), "is required".into());
         }
     }
+    let mut choices = Vec::new();
     for (id, value) in &req.answers {
         match site.quiz.iter().find(|q| &q.id == id) {
             None => {
@@ -119,6 +123,9 @@ pub fn validate_capture(
             }
             Some(q) => match check_value(q.kind, value) {
                 Ok(v) => {
+                    if !q.options.is_empty() {
+                        choices.push((id.clone(), v.clone()));
+                    }
                     fields.insert(id.clone(), v);
                 }
                 Err(e) => {
@@ -175,6 +182,7 @@ pub fn validate_capture(
             fields,
             consents,
             form,
+            choices,
         }),
         _ => Err(errors),
     }

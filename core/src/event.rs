@@ -15,6 +15,28 @@ pub enum QueueMessage {
     /// An open, click or unsubscribe seen at the edge.
     #[serde(rename = "track.v1")]
     TrackV1(TrackEvent),
+    /// An order reported by the widget's beacon, attributed by the token the click brought.
+    #[serde(rename = "convert.v1")]
+    ConvertV1(ConversionEvent),
+}
+
+/// One attributed order. The order id is its identity: the same order reported twice (beacon
+/// retried, or also sent as a server-side `purchase`) is stored and counted once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversionEvent {
+    pub order_id: String,
+    /// When it happened, unix seconds.
+    pub at: u64,
+    pub campaign: String,
+    pub contact: String,
+    pub message: String,
+    /// Index of the link whose click brought the visitor; -1 when not a click (SMS).
+    pub link: i64,
+    /// `email` or `sms`.
+    pub channel: String,
+    pub value_minor: i64,
+    pub currency: String,
+    pub source: crate::conversion::Source,
 }
 
 /// Everything that travels on the sends queue.

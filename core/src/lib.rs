@@ -10,6 +10,7 @@ pub mod chain;
 pub mod classify;
 pub mod consent;
 pub mod contact;
+pub mod conversion;
 pub mod event;
 pub mod hex;
 pub mod html;

@@ -20,6 +20,16 @@ pub mod metric {
     pub const OPEN_UNIQUE: &str = "open_unique";
     pub const CLICK_UNIQUE: &str = "click_unique";
     pub const UNSUBSCRIBE_UNIQUE: &str = "unsubscribe_unique";
+    /// Attributed orders (label = channel, link = clicked link or -1).
+    pub const CONVERSION: &str = "conversion";
+    /// `revenue:{CURRENCY}`: order value in minor units (label = channel).
+    pub const REVENUE_PREFIX: &str = "revenue:";
+    /// Send outcomes (label = reason), `sms_`-prefixed for the SMS channel.
+    pub const SENT: &str = "sent";
+    pub const FAILED: &str = "failed";
+    pub const SKIPPED: &str = "skipped";
+    pub const DEFERRED: &str = "deferred";
+    pub const SMS_PREFIX: &str = "sms_";
 }
 
 /// Label value of unique rows that count a contact once across all labels.
@@ -88,6 +98,7 @@ pub struct LinkStats {
     pub url: Option<String>,
     #[serde(flatten)]
     pub clicks: Breakdown,
+    pub conversions: ConversionCounts,
 }
 
 /// Clicks overall and per link.
@@ -125,16 +136,71 @@ pub struct HourPoint {
     pub opens: ByLabel,
     pub clicks: ByLabel,
     pub unsubscribes: u64,
+    pub conversions: u64,
+    /// Messages sent (all channels).
+    pub sent: u64,
+}
+
+/// Money per currency: minor units and the amount in major units as text (`"49.90"`).
+pub type Revenue = BTreeMap<String, Amount>;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Amount {
+    pub minor: i64,
+    pub amount: String,
+}
+
+fn add_revenue(revenue: &mut Revenue, currency: &str, minor: i64) {
+    let a = revenue.entry(currency.to_owned()).or_default();
+    a.minor += minor;
+    a.amount = crate::conversion::format_major(a.minor, currency);
+}
+
+/// Attributed orders and their value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConversionCounts {
+    pub count: u64,
+    pub revenue: Revenue,
+}
+
+impl ConversionCounts {
+    fn add(&mut self, metric: &str, n: u64) {
+        match metric.strip_prefix(metric::REVENUE_PREFIX) {
+            Some(currency) => add_revenue(&mut self.revenue, currency, n as i64),
+            None => self.count += n,
+        }
+    }
+}
+
+/// Conversions overall, per channel (`email`, `sms`) and per link.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConversionStats {
+    #[serde(flatten)]
+    pub all: ConversionCounts,
+    pub channels: BTreeMap<String, ConversionCounts>,
+}
+
+/// What happened to the messages of one channel: sent (accepted by the receiving server or
+/// provider), failed, and skipped / deferred by reason.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ChannelDelivery {
+    pub sent: u64,
+    pub failed: u64,
+    pub skipped: BTreeMap<String, u64>,
+    pub deferred: BTreeMap<String, u64>,
 }
 
 /// Everything `GET /v1/stats/campaigns/{id}` reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CampaignStats {
     pub campaign: String,
+    /// Send outcomes per channel (`email`, `sms`).
+    pub delivery: BTreeMap<String, ChannelDelivery>,
     pub opens: Breakdown,
     pub clicks: ClickStats,
     /// Distinct contacts who unsubscribed through this campaign.
     pub unsubscribes: u64,
+    pub conversions: ConversionStats,
     /// Hours with any activity, oldest first.
     pub series: Vec<HourPoint>,
 }
@@ -149,6 +215,9 @@ impl CampaignStats {
         let mut opens = Breakdown::default();
         let mut clicks = Breakdown::default();
         let mut per_link: BTreeMap<u16, Breakdown> = BTreeMap::new();
+        let mut link_conversions: BTreeMap<u16, ConversionCounts> = BTreeMap::new();
+        let mut conversions = ConversionStats::default();
+        let mut delivery: BTreeMap<String, ChannelDelivery> = BTreeMap::new();
         let mut unsubscribes = 0;
         let mut series: BTreeMap<u64, HourPoint> = BTreeMap::new();
         for row in rows {
@@ -180,10 +249,54 @@ impl CampaignStats {
                     None => clicks.add_unique(&row.label, row.n),
                 },
                 metric::UNSUBSCRIBE_UNIQUE if row.label == LABEL_ALL => unsubscribes += row.n,
-                _ => {}
+                m if m == metric::CONVERSION || m.starts_with(metric::REVENUE_PREFIX) => {
+                    conversions.all.add(m, row.n);
+                    conversions
+                        .channels
+                        .entry(row.label.clone())
+                        .or_default()
+                        .add(m, row.n);
+                    if let Some(i) = link {
+                        link_conversions.entry(i).or_default().add(m, row.n);
+                    }
+                    if m == metric::CONVERSION {
+                        series.entry(row.hour).or_default().conversions += row.n;
+                    }
+                }
+                m => {
+                    let (channel, outcome) = match m.strip_prefix(metric::SMS_PREFIX) {
+                        Some(outcome) => ("sms", outcome),
+                        None => ("email", m),
+                    };
+                    if ![
+                        metric::SENT,
+                        metric::FAILED,
+                        metric::SKIPPED,
+                        metric::DEFERRED,
+                    ]
+                    .contains(&outcome)
+                    {
+                        continue;
+                    }
+                    let d = delivery.entry(channel.to_owned()).or_default();
+                    match outcome {
+                        metric::SENT => {
+                            d.sent += row.n;
+                            series.entry(row.hour).or_default().sent += row.n;
+                        }
+                        metric::FAILED => d.failed += row.n,
+                        metric::SKIPPED => {
+                            *d.skipped.entry(row.label.clone()).or_default() += row.n
+                        }
+                        _ => *d.deferred.entry(row.label.clone()).or_default() += row.n,
+                    }
+                }
             }
         }
         for (index, _) in links {
+            per_link.entry(*index).or_default();
+        }
+        for index in link_conversions.keys() {
             per_link.entry(*index).or_default();
         }
         let links = per_link
@@ -195,6 +308,7 @@ impl CampaignStats {
                     .find(|(i, _)| *i == index)
                     .map(|(_, u)| u.clone()),
                 clicks,
+                conversions: link_conversions.remove(&index).unwrap_or_default(),
             })
             .collect();
         let series = series
@@ -206,9 +320,11 @@ impl CampaignStats {
             .collect();
         CampaignStats {
             campaign: campaign.to_owned(),
+            delivery,
             opens,
             clicks: ClickStats { all: clicks, links },
             unsubscribes,
+            conversions,
             series,
         }
     }
@@ -256,18 +372,61 @@ impl CampaignStats {
             "campaign,,,unsubscribes,{LABEL_ALL},{0},{0}",
             self.unsubscribes
         );
+        let mut money = |scope: &str, index: &str, url: &str, label: &str, c: &ConversionCounts| {
+            let _ = writeln!(
+                out,
+                "{scope},{index},{},conversions,{label},{},",
+                csv_field(url),
+                c.count
+            );
+            for (currency, a) in &c.revenue {
+                let _ = writeln!(
+                    out,
+                    "{scope},{index},{},revenue_{currency},{label},{},",
+                    csv_field(url),
+                    a.amount
+                );
+            }
+        };
+        money("campaign", "", "", LABEL_ALL, &self.conversions.all);
+        for (channel, c) in &self.conversions.channels {
+            money("channel", "", "", channel, c);
+        }
+        for l in &self.clicks.links {
+            let url = l.url.clone().unwrap_or_default();
+            money(
+                "link",
+                &l.index.to_string(),
+                &url,
+                LABEL_ALL,
+                &l.conversions,
+            );
+        }
+        for (channel, d) in &self.delivery {
+            let _ = writeln!(out, "channel,,,sent,{channel},{},", d.sent);
+            let _ = writeln!(out, "channel,,,failed,{channel},{},", d.failed);
+            for (outcome, reasons) in [("skipped", &d.skipped), ("deferred", &d.deferred)] {
+                for (reason, n) in reasons {
+                    let _ = writeln!(
+                        out,
+                        "channel,,,{},{channel},{n},",
+                        csv_field(&format!("{outcome}:{reason}"))
+                    );
+                }
+            }
+        }
         out
     }
 
     /// The hourly series as CSV.
     pub fn series_csv(&self) -> String {
         let mut out = String::from(
-            "hour,opens_human,opens_privacy_proxy,opens_scanner,clicks_human,clicks_privacy_proxy,clicks_scanner,unsubscribes\n",
+            "hour,opens_human,opens_privacy_proxy,opens_scanner,clicks_human,clicks_privacy_proxy,clicks_scanner,unsubscribes,conversions,sent\n",
         );
         for p in &self.series {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{}",
                 p.hour,
                 p.opens.human,
                 p.opens.privacy_proxy,
@@ -275,7 +434,9 @@ impl CampaignStats {
                 p.clicks.human,
                 p.clicks.privacy_proxy,
                 p.clicks.scanner,
-                p.unsubscribes
+                p.unsubscribes,
+                p.conversions,
+                p.sent
             );
         }
         out
@@ -353,6 +514,16 @@ mod tests {
             row(metric::UNSUBSCRIBE_UNIQUE, LABEL_ALL, NO_LINK, 11, 1),
             row(metric::UNSUBSCRIBE_UNIQUE, "", NO_LINK, 11, 1),
             row("future_metric", "human", NO_LINK, 10, 100),
+            row(metric::CONVERSION, "email", 0, 11, 2),
+            row("revenue:EUR", "email", 0, 11, 5990),
+            row(metric::CONVERSION, "sms", NO_LINK, 11, 1),
+            row("revenue:EUR", "sms", NO_LINK, 11, 1000),
+            row("revenue:USD", "sms", NO_LINK, 11, 250),
+            row(metric::SENT, "", NO_LINK, 9, 7),
+            row(metric::SKIPPED, "suppressed", NO_LINK, 9, 2),
+            row(metric::DEFERRED, "quiet_hours", NO_LINK, 9, 1),
+            row("sms_sent", "", NO_LINK, 10, 3),
+            row("sms_skipped", "no_consent", NO_LINK, 10, 1),
         ];
         let links = vec![
             (0, "https://a.example/".to_owned()),
@@ -396,10 +567,24 @@ mod tests {
         assert_eq!(s.clicks.links[1].url, None);
         assert_eq!(s.clicks.links[2].clicks.total, 0);
         assert_eq!(s.unsubscribes, 1);
-        assert_eq!(s.series.len(), 2);
-        assert_eq!(s.series[0].hour, "1970-01-01T10:00:00Z");
-        assert_eq!(s.series[0].opens.human, 3);
-        assert_eq!(s.series[1].unsubscribes, 2);
+        assert_eq!(s.series.len(), 3);
+        assert_eq!(s.series[0].hour, "1970-01-01T09:00:00Z");
+        assert_eq!(s.series[0].sent, 7);
+        assert_eq!(s.series[1].opens.human, 3);
+        assert_eq!(s.series[1].sent, 3);
+        assert_eq!(s.series[2].unsubscribes, 2);
+        assert_eq!(s.series[2].conversions, 3);
+        assert_eq!(s.conversions.all.count, 3);
+        assert_eq!(s.conversions.all.revenue["EUR"].amount, "69.90");
+        assert_eq!(s.conversions.all.revenue["USD"].minor, 250);
+        assert_eq!(s.conversions.channels["sms"].count, 1);
+        assert_eq!(s.conversions.channels["email"].revenue["EUR"].minor, 5990);
+        assert_eq!(s.clicks.links[0].conversions.count, 2);
+        assert_eq!(s.delivery["email"].sent, 7);
+        assert_eq!(s.delivery["email"].skipped["suppressed"], 2);
+        assert_eq!(s.delivery["email"].deferred["quiet_hours"], 1);
+        assert_eq!(s.delivery["sms"].sent, 3);
+        assert_eq!(s.delivery["sms"].skipped["no_consent"], 1);
         let csv = s.summary_csv();
         assert!(csv.contains("campaign,,,opens,all,6,3\n"), "{csv}");
         assert!(
@@ -409,7 +594,16 @@ mod tests {
         assert!(csv.contains("campaign,,,unsubscribes,all,1,1\n"), "{csv}");
         assert!(s
             .series_csv()
-            .contains("1970-01-01T11:00:00Z,1,0,0,0,0,0,2\n"));
+            .contains("1970-01-01T11:00:00Z,1,0,0,0,0,0,2,3,0\n"));
+        assert!(csv.contains("campaign,,,revenue_EUR,all,69.90,\n"), "{csv}");
+        assert!(
+            csv.contains("link,0,https://a.example/,conversions,all,2,\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains("channel,,,skipped:suppressed,email,2,\n"),
+            "{csv}"
+        );
     }
 
     #[test]

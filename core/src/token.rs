@@ -10,6 +10,7 @@
 //! 7..11  expires_at, unix seconds, big endian; 0 = never
 //! …      campaign, contact, message: each u8 length + ASCII id
 //! …      click only: link index u16, destination u16 length + URL
+//! …      conversion only: link index u16 (the click that brought the visitor)
 //! last16 HMAC-SHA256 over everything before it, truncated to 128 bits
 //! ```
 //!
@@ -89,6 +90,11 @@ impl Purpose {
         }
     }
 
+    /// Click tokens carry a link (index + destination), conversion tokens its index.
+    pub fn carries_link(self) -> bool {
+        matches!(self, Purpose::Click | Purpose::Conversion)
+    }
+
     /// Parses the name produced by [`Purpose::as_str`].
     pub fn parse(name: &str) -> Option<Purpose> {
         Purpose::ALL.into_iter().find(|p| p.as_str() == name)
@@ -123,7 +129,8 @@ pub struct Claims {
     pub contact: String,
     /// May be empty when the sender has no message id.
     pub message: String,
-    /// Present exactly when `purpose` is [`Purpose::Click`].
+    /// Present exactly when `purpose` is [`Purpose::Click`] or [`Purpose::Conversion`]; a
+    /// conversion (attribution) token carries the link index only, its `url` is empty.
     pub link: Option<Link>,
 }
 
@@ -296,7 +303,7 @@ fn encode_body(key_id: u8, c: &Claims) -> Result<Vec<u8>, TokenError> {
     validate_id(&c.campaign, false).map_err(|_| TokenError::InvalidField("campaign"))?;
     validate_id(&c.contact, true).map_err(|_| TokenError::InvalidField("contact"))?;
     validate_id(&c.message, true).map_err(|_| TokenError::InvalidField("message"))?;
-    if (c.purpose == Purpose::Click) != c.link.is_some() {
+    if c.purpose.carries_link() != c.link.is_some() {
         return Err(TokenError::InvalidField("link"));
     }
     if c.expires_at == Some(0) {
@@ -311,11 +318,20 @@ fn encode_body(key_id: u8, c: &Claims) -> Result<Vec<u8>, TokenError> {
         out.push(id.len() as u8);
         out.extend_from_slice(id.as_bytes());
     }
-    if let Some(link) = &c.link {
-        validate_destination(&link.url).map_err(|_| TokenError::InvalidField("link.url"))?;
-        out.extend_from_slice(&link.index.to_be_bytes());
-        out.extend_from_slice(&(link.url.len() as u16).to_be_bytes());
-        out.extend_from_slice(link.url.as_bytes());
+    match (&c.link, c.purpose) {
+        (Some(link), Purpose::Click) => {
+            validate_destination(&link.url).map_err(|_| TokenError::InvalidField("link.url"))?;
+            out.extend_from_slice(&link.index.to_be_bytes());
+            out.extend_from_slice(&(link.url.len() as u16).to_be_bytes());
+            out.extend_from_slice(link.url.as_bytes());
+        }
+        (Some(link), _) => {
+            if !link.url.is_empty() {
+                return Err(TokenError::InvalidField("link.url"));
+            }
+            out.extend_from_slice(&link.index.to_be_bytes());
+        }
+        (None, _) => {}
     }
     Ok(out)
 }
@@ -365,13 +381,18 @@ fn decode_body(body: &[u8]) -> Result<Claims, TokenError> {
         *slot = r.text(len, field)?;
     }
     let [campaign, contact, message] = ids;
-    let link = if purpose == Purpose::Click {
-        let index = r.u16("link.index")?;
-        let len = usize::from(r.u16("link.url")?);
-        let url = r.text(len, "link.url")?;
-        Some(Link { index, url })
-    } else {
-        None
+    let link = match purpose {
+        Purpose::Click => {
+            let index = r.u16("link.index")?;
+            let len = usize::from(r.u16("link.url")?);
+            let url = r.text(len, "link.url")?;
+            Some(Link { index, url })
+        }
+        Purpose::Conversion => Some(Link {
+            index: r.u16("link.index")?,
+            url: String::new(),
+        }),
+        _ => None,
     };
     if !r.rest.is_empty() {
         return Err(TokenError::InvalidField("trailing"));

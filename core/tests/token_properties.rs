@@ -39,9 +39,13 @@ fn claims() -> impl Strategy<Value = Claims> {
                     campaign,
                     contact,
                     message,
-                    link: (purpose == Purpose::Click).then(|| Link {
+                    link: purpose.carries_link().then(|| Link {
                         index,
-                        url: format!("https://shop.example/{path}"),
+                        url: if purpose == Purpose::Click {
+                            format!("https://shop.example/{path}")
+                        } else {
+                            String::new()
+                        },
                     }),
                 }
             },

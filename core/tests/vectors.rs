@@ -104,6 +104,15 @@ fn generate_token_vectors() -> Value {
         expires_at: Some((NOW - 1) as u32),
         ..base.clone()
     };
+    let attribution = Claims {
+        purpose: Purpose::Conversion,
+        expires_at: Some((NOW + 30 * 86_400) as u32),
+        link: Some(Link {
+            index: 2,
+            url: String::new(),
+        }),
+        ..base.clone()
+    };
     let sign = |r: &Keyring, c: &Claims| r.sign(c).expect("signs");
 
     let mut valid = vec![];
@@ -111,6 +120,7 @@ fn generate_token_vectors() -> Value {
         ("open", &ring, &base),
         ("click", &ring, &click),
         ("unsubscribe", &ring, &unsub),
+        ("conversion attribution", &ring, &attribution),
         (
             "open signed by the previous key (rotation)",
             &old_ring,

@@ -98,6 +98,13 @@ pub fn sign_contact_token(
     keyring(env)?.sign(&claims).ok()
 }
 
+/// The attribution window in days (`ATTRIBUTION_DAYS`; 0 turns conversion attribution off).
+pub fn attribution_days(env: &Env) -> u32 {
+    text(env, "ATTRIBUTION_DAYS")
+        .and_then(|d| d.trim().parse::<u32>().ok())
+        .unwrap_or(epistola_core::conversion::DEFAULT_WINDOW_DAYS)
+}
+
 /// Whether a test-only fault switch is on.
 pub fn fault(env: &Env, name: &str) -> bool {
     env.var(name).map(|v| v.to_string() == "1").unwrap_or(false)

@@ -1,6 +1,8 @@
 //! D1, KV and queue helpers both workers use. Worker-specific SQL stays in each worker's `store.rs`.
 
+use epistola_core::conversion::SiteOrigins;
 use epistola_core::site::SiteConfig;
+use epistola_core::stats::RollupRow;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, QueueContentType, RawMessageBuilder, Result};
@@ -93,14 +95,56 @@ fn site_key(site: &str) -> String {
     format!("site:{site}")
 }
 
-/// Stores a site's configuration in KV, where the edge reads it.
+/// KV key of every site's own origins ([`SiteOrigins`]), read by the click redirect.
+const SITE_ORIGINS_KEY: &str = "site-origins";
+
+/// Stores a site's configuration in KV, where the edge reads it, and its origins in the map of
+/// first-party origins.
 pub async fn put_site(env: &Env, site: &str, config: &SiteConfig) -> Result<()> {
+    let kv = env.kv(bindings::CONFIG)?;
     let json = serde_json::to_string(config)?;
-    env.kv(bindings::CONFIG)?
-        .put(&site_key(site), json)?
+    kv.put(&site_key(site), json)?.execute().await?;
+    let mut origins: SiteOrigins = match kv.get(SITE_ORIGINS_KEY).text().await? {
+        Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+        None => SiteOrigins::new(),
+    };
+    origins.insert(site.to_owned(), config.allowed_origins.clone());
+    kv.put(SITE_ORIGINS_KEY, serde_json::to_string(&origins)?)?
         .execute()
         .await?;
     Ok(())
+}
+
+thread_local! {
+    static SITE_ORIGINS: std::cell::RefCell<Option<(u64, std::rc::Rc<SiteOrigins>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// How long an isolate keeps the first-party origins before reading them again.
+const SITE_ORIGINS_TTL: u64 = 60;
+
+/// The sites' own origins, cached per isolate for a minute (a new site's links get the
+/// attribution parameter within a minute). Empty when KV cannot be read: the redirect never waits
+/// on it failing.
+pub async fn site_origins(env: &Env, now: u64) -> std::rc::Rc<SiteOrigins> {
+    if let Some(cached) = SITE_ORIGINS.with(|c| {
+        c.borrow()
+            .as_ref()
+            .filter(|(at, _)| now < at + SITE_ORIGINS_TTL)
+            .map(|(_, o)| o.clone())
+    }) {
+        return cached;
+    }
+    let read = match env.kv(bindings::CONFIG) {
+        Ok(kv) => kv.get(SITE_ORIGINS_KEY).text().await.ok().flatten(),
+        Err(_) => None,
+    };
+    let origins = std::rc::Rc::new(
+        read.and_then(|t| serde_json::from_str::<SiteOrigins>(&t).ok())
+            .unwrap_or_default(),
+    );
+    SITE_ORIGINS.with(|c| *c.borrow_mut() = Some((now, origins.clone())));
+    origins
 }
 
 /// A site's configuration, if it exists.
@@ -145,4 +189,127 @@ pub async fn consent_entries(
             })
         })
         .collect())
+}
+
+const CONVERSION_COLUMNS: usize = 12;
+
+/// Statements that store attributed orders (skipping order ids already stored; triggers count
+/// them, see `migrations/0008_conversions.sql`). Widget-reported orders are also recorded as the
+/// contact's `purchase` event (id `order.{order_id}`), so segments and chain conditions see them;
+/// API purchases are such events already.
+pub fn conversion_statements(
+    db: &worker::D1Database,
+    conversions: &[epistola_core::event::ConversionEvent],
+    now: u64,
+) -> Result<Vec<worker::D1PreparedStatement>> {
+    use epistola_core::conversion::Source;
+    let mut statements = Vec::new();
+    for chunk in conversions.chunks(MAX_BOUND_PARAMS / CONVERSION_COLUMNS) {
+        let row = format!("({})", ["?"; CONVERSION_COLUMNS].join(", "));
+        let sql = format!(
+            "INSERT INTO conversions (order_id, campaign_id, contact_id, message_id, link_index, channel, \
+             value_minor, currency, source, occurred_at, hour, received_at) VALUES {} \
+             ON CONFLICT (order_id) DO NOTHING",
+            vec![row; chunk.len()].join(", ")
+        );
+        let mut params = Vec::with_capacity(chunk.len() * CONVERSION_COLUMNS);
+        for c in chunk {
+            params.extend([
+                text(&c.order_id),
+                text(&c.campaign),
+                text(&c.contact),
+                text(&c.message),
+                int(c.link),
+                text(&c.channel),
+                int(c.value_minor),
+                text(&c.currency),
+                text(match c.source {
+                    Source::Site => "site",
+                    Source::Api => "api",
+                }),
+                int(c.at as i64),
+                int(epistola_core::event::hour_bucket(c.at) as i64),
+                int(now as i64),
+            ]);
+        }
+        statements.push(db.prepare(sql).bind(&params)?);
+    }
+    for c in conversions
+        .iter()
+        .filter(|c| c.source == Source::Site && !c.contact.is_empty())
+    {
+        let data = serde_json::json!({
+            "order_id": c.order_id,
+            "value": epistola_core::conversion::format_major(c.value_minor, &c.currency),
+            "currency": c.currency,
+        });
+        statements.push(
+            db.prepare(
+                "INSERT INTO contact_events (id, contact_id, type, at, data, received_at) \
+                 SELECT ?1, ?2, 'purchase', ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM contacts WHERE id = ?2) \
+                 ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&[
+                text(&format!("order.{}", c.order_id)),
+                text(&c.contact),
+                int(c.at as i64),
+                text(&data.to_string()),
+                int(now as i64),
+            ])?,
+        );
+    }
+    Ok(statements)
+}
+
+#[derive(Deserialize)]
+struct RollupRecord {
+    metric: String,
+    label: String,
+    link_index: i64,
+    hour: i64,
+    n: i64,
+}
+
+#[derive(Deserialize)]
+struct LinkRecord {
+    link_index: i64,
+    url: String,
+}
+
+/// All rollup rows and registered links of a campaign, read in one round trip.
+pub async fn campaign_rollups(
+    env: &Env,
+    campaign: &str,
+) -> Result<(Vec<RollupRow>, Vec<(u16, String)>)> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare("SELECT metric, label, link_index, hour, n FROM rollup_hourly WHERE campaign_id = ?1")
+                .bind(&[text(campaign)])?,
+            db.prepare("SELECT link_index, url FROM campaign_links WHERE campaign_id = ?1 ORDER BY link_index")
+                .bind(&[text(campaign)])?,
+        ])
+        .await?;
+    let [rollups, links] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    let rows = rollups
+        .results::<RollupRecord>()?
+        .into_iter()
+        .map(|r| RollupRow {
+            metric: r.metric,
+            label: r.label,
+            link: r.link_index,
+            hour: r.hour.max(0) as u64,
+            n: r.n.max(0) as u64,
+        })
+        .collect();
+    let links = links
+        .results::<LinkRecord>()?
+        .into_iter()
+        .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
+        .collect();
+    Ok((rows, links))
 }

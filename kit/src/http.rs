@@ -220,6 +220,11 @@ button{{font:inherit;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #
     with_body(status, html.into_bytes(), &PAGE_HEADERS)
 }
 
+/// A complete HTML document (already escaped), with the same security headers as [`page`].
+pub fn html_document(status: u16, html: String) -> Response {
+    with_body(status, html.into_bytes(), &PAGE_HEADERS)
+}
+
 /// The tracking pixel: always this response, whatever the token.
 pub fn pixel() -> Response {
     with_body(

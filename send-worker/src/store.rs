@@ -1,5 +1,6 @@
 //! The sending worker's D1 I/O. SQL lives here and nowhere else.
 
+use epistola_core::stats::RollupRow;
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, Result};
@@ -1261,4 +1262,251 @@ pub async fn inactive_contacts(env: &Env, since: u64) -> Result<Vec<(String, u64
         .into_iter()
         .map(|r| (r.id, r.last.unwrap_or(0).max(0) as u64))
         .collect())
+}
+
+/// A server-side `purchase` with an order, waiting to be attributed.
+pub struct Purchase {
+    pub contact_id: String,
+    pub at: u64,
+    pub order: epistola_core::conversion::Order,
+}
+
+/// Attributes purchases to the contact's latest human click within `window` seconds, or an SMS
+/// received shortly before (`core::conversion::attribute`), and stores them as conversions (once
+/// per order id). Returns how many were attributed.
+pub async fn attribute_purchases(
+    env: &Env,
+    purchases: &[Purchase],
+    window: u64,
+    now: u64,
+) -> Result<usize> {
+    use epistola_core::conversion::{attribute, Source, Touch, SMS_WINDOW_SECONDS};
+    use epistola_core::event::ConversionEvent;
+    if purchases.is_empty() || window == 0 {
+        return Ok(0);
+    }
+    #[derive(Deserialize)]
+    struct Row {
+        click: Option<String>,
+        sms: Option<String>,
+    }
+    let db = env.d1(bindings::DB)?;
+    let keys: Vec<serde_json::Value> = purchases
+        .iter()
+        .map(|p| serde_json::json!({ "contact": p.contact_id, "at": p.at }))
+        .collect();
+    // One row per purchase, in order: the latest human click and the latest SMS sent, as JSON.
+    let rows = db
+        .prepare(
+            "SELECT \
+               (SELECT json_array(e.campaign_id, e.message_id, e.link_index, e.occurred_at) FROM events e \
+                WHERE e.contact_id = json_extract(p.value, '$.contact') AND e.kind = 'click' AND e.label = 'human' \
+                  AND e.occurred_at BETWEEN json_extract(p.value, '$.at') - ?2 AND json_extract(p.value, '$.at') \
+                ORDER BY e.occurred_at DESC LIMIT 1) AS click, \
+               (SELECT json_array(s.campaign_id, s.send_key, s.updated_at) FROM sends s \
+                WHERE s.contact_id = json_extract(p.value, '$.contact') AND s.channel = 'sms' AND s.status = 'sent' \
+                  AND s.campaign_id IS NOT NULL \
+                  AND s.updated_at BETWEEN json_extract(p.value, '$.at') - ?3 AND json_extract(p.value, '$.at') \
+                ORDER BY s.updated_at DESC LIMIT 1) AS sms \
+             FROM json_each(?1) p ORDER BY p.key",
+        )
+        .bind(&[
+            text(&serde_json::to_string(&keys)?),
+            int(window as i64),
+            int(SMS_WINDOW_SECONDS as i64),
+        ])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    let mut conversions = Vec::new();
+    for (p, row) in purchases.iter().zip(rows) {
+        let click = row
+            .click
+            .and_then(|j| serde_json::from_str::<(String, String, i64, u64)>(&j).ok())
+            .map(|(campaign, message, link, at)| Touch {
+                campaign,
+                message,
+                link,
+                channel: "email",
+                at,
+            });
+        let sms = row
+            .sms
+            .and_then(|j| serde_json::from_str::<(String, String, u64)>(&j).ok())
+            .map(|(campaign, send_key, at)| Touch {
+                campaign,
+                message: epistola_core::ids::message_id_for(&send_key),
+                link: -1,
+                channel: "sms",
+                at,
+            });
+        if let Some(touch) = attribute(click, sms, p.at, window) {
+            conversions.push(ConversionEvent {
+                order_id: p.order.order_id.clone(),
+                at: p.at,
+                campaign: touch.campaign,
+                contact: p.contact_id.clone(),
+                message: touch.message,
+                link: touch.link,
+                channel: touch.channel.into(),
+                value_minor: p.order.money.minor,
+                currency: p.order.money.currency.clone(),
+                source: Source::Api,
+            });
+        }
+    }
+    if !conversions.is_empty() {
+        db.batch(epistola_worker_kit::db::conversion_statements(
+            &db,
+            &conversions,
+            now,
+        )?)
+        .await?;
+    }
+    Ok(conversions.len())
+}
+
+/// A campaign (or chain step, or campaign only known from tracking) as the dashboard lists it.
+#[derive(Deserialize)]
+pub struct CampaignListing {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+}
+
+/// The newest campaigns, then campaigns known only from tracking (`POST /v1/track/links`); chain
+/// steps are on the chains page.
+pub async fn dashboard_campaigns(env: &Env) -> Result<Vec<CampaignListing>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare("SELECT id, name, status FROM campaigns ORDER BY created_at DESC, id LIMIT 100"),
+            db.prepare(
+                "SELECT DISTINCT r.campaign_id AS id, r.campaign_id AS name, 'tracked' AS status FROM rollup_hourly r \
+                 WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id) \
+                 AND NOT EXISTS (SELECT 1 FROM chains h WHERE r.campaign_id LIKE h.id || '.%') \
+                 ORDER BY r.campaign_id LIMIT 100",
+            ),
+        ])
+        .await?;
+    let mut out = Vec::new();
+    for r in results {
+        out.extend(r.results::<CampaignListing>()?);
+    }
+    Ok(out)
+}
+
+/// The name and status of one campaign or chain step, if it is one.
+pub async fn campaign_listing(env: &Env, id: &str) -> Result<Option<CampaignListing>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT id, name, status FROM campaigns WHERE id = ?1 \
+             UNION ALL SELECT ?1, h.name || ' · step ' || CAST(substr(?1, length(h.id) + 2) AS INTEGER), h.status \
+             FROM chains h WHERE ?1 LIKE h.id || '.%' LIMIT 1",
+        )
+        .bind(&[text(id)])?
+        .first::<CampaignListing>(None)
+        .await
+}
+
+#[derive(Deserialize)]
+struct TotalRecord {
+    campaign_id: String,
+    metric: String,
+    label: String,
+    link_index: i64,
+    n: i64,
+}
+
+/// All-time rollup totals (hours added up) for these campaigns: rows per campaign, not per event.
+pub async fn rollup_totals(
+    env: &Env,
+    campaigns: &[String],
+) -> Result<std::collections::HashMap<String, Vec<RollupRow>>> {
+    let mut out: std::collections::HashMap<String, Vec<RollupRow>> = Default::default();
+    if campaigns.is_empty() {
+        return Ok(out);
+    }
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT campaign_id, metric, label, link_index, SUM(n) AS n FROM rollup_hourly \
+             WHERE campaign_id IN (SELECT value FROM json_each(?1)) GROUP BY campaign_id, metric, label, link_index",
+        )
+        .bind(&[text(&serde_json::to_string(campaigns)?)])?
+        .all()
+        .await?
+        .results::<TotalRecord>()?;
+    for r in rows {
+        out.entry(r.campaign_id).or_default().push(RollupRow {
+            metric: r.metric,
+            label: r.label,
+            link: r.link_index,
+            hour: 0,
+            n: r.n.max(0) as u64,
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+pub struct ChainListing {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub trigger: String,
+    /// Number of steps.
+    pub steps: i64,
+}
+
+#[derive(Deserialize)]
+pub struct RunCount {
+    pub chain_id: String,
+    pub status: String,
+    pub n: i64,
+}
+
+/// Chains with their number of steps, and run counts by status.
+pub async fn dashboard_chains(env: &Env) -> Result<(Vec<ChainListing>, Vec<RunCount>)> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "SELECT id, name, status, trigger, json_array_length(steps) AS steps FROM chains \
+                 ORDER BY created_at DESC, id LIMIT 100",
+            ),
+            db.prepare(
+                "SELECT chain_id, status, COUNT(*) AS n FROM chain_runs GROUP BY chain_id, status",
+            ),
+        ])
+        .await?;
+    let mut results = results.into_iter();
+    let chains = match results.next() {
+        Some(r) => r.results::<ChainListing>()?,
+        None => vec![],
+    };
+    let runs = match results.next() {
+        Some(r) => r.results::<RunCount>()?,
+        None => vec![],
+    };
+    Ok((chains, runs))
+}
+
+#[derive(Deserialize)]
+pub struct AnswerCount {
+    pub site_id: String,
+    pub question: String,
+    pub answer: String,
+    pub n: i64,
+}
+
+/// Capture answer counters, per site and question.
+pub async fn answer_counts(env: &Env) -> Result<Vec<AnswerCount>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT site_id, question, answer, n FROM answer_counts ORDER BY site_id, question, n DESC, answer LIMIT 1000",
+        )
+        .all()
+        .await?
+        .results::<AnswerCount>()
 }

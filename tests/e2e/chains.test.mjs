@@ -5,13 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSendingSystem, api } from './harness.mjs';
+import { startSendingSystem, api, daytimeZone } from './harness.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const to = (address) => (m) => m.envelope?.to?.some((t) => t.address === address);
-const ZONES = ['UTC', 'Europe/Kyiv', 'Asia/Tokyo', 'Pacific/Auckland', 'America/New_York', 'America/Los_Angeles', 'Asia/Kolkata', 'Pacific/Honolulu'];
-const localHour = (zone) => Number(new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: 'numeric', hourCycle: 'h23' }).format(new Date()));
-const DAY = ZONES.find((z) => localHour(z) >= 10 && localHour(z) <= 19);
+const DAY = daytimeZone();
 
 async function setUp(w, contacts, templates) {
   const m = w.tokens.marketer;

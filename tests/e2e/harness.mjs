@@ -323,3 +323,29 @@ export function pathOf(u) {
   const x = new URL(u);
   return x.pathname + x.search;
 }
+
+// Quiet hours are 21:00-09:00 in the recipient's zone whatever the time the suite runs: tests pick
+// zones where it is now mid-day or mid-night.
+const ZONES = ['UTC', 'Europe/Kyiv', 'Asia/Tokyo', 'Pacific/Auckland', 'America/New_York', 'America/Los_Angeles',
+  'Asia/Kolkata', 'Pacific/Honolulu', 'Asia/Dubai', 'America/Sao_Paulo', 'Pacific/Kiritimati', 'Pacific/Pago_Pago'];
+const localHour = (zone) => Number(new Intl.DateTimeFormat('en-GB', { timeZone: zone, hour: 'numeric', hourCycle: 'h23' }).format(new Date()));
+
+/** An IANA zone whose current local hour satisfies `ok(hour)`. */
+export function zoneWhere(ok) {
+  const z = ZONES.find((zone) => ok(localHour(zone)));
+  if (!z) throw new Error('no zone in the wanted part of the day');
+  return z;
+}
+
+/** A zone where it is day now (10:00-19:59): no quiet hours. */
+export const daytimeZone = () => zoneWhere((h) => h >= 10 && h <= 19);
+
+/** Debian Chromium, headless, driven by playwright-core. */
+export async function launchBrowser() {
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--disable-sync', '--no-first-run', '--disable-quic'],
+  });
+}

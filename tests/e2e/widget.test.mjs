@@ -5,11 +5,9 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
-import { startWorker, startMailSink, api, DEMO_SITE, ROOT } from './harness.mjs';
+import { startWorker, startMailSink, api, launchBrowser, DEMO_SITE, ROOT } from './harness.mjs';
 import { serveStatic } from '../../scripts/static-server.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const SHOTS = join(ROOT, 'tests/e2e/out');
 let w;
 let mail;
@@ -39,11 +37,7 @@ before(async () => {
   };
   const t = await api(w, 'PUT', '/v1/sites/timed', { token: w.tokens.sites, body: timed });
   assert.equal(t.status, 200, t.text);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-      '--disable-sync', '--no-first-run', '--disable-quic'],
-  });
+  browser = await launchBrowser();
   mkdirSync(SHOTS, { recursive: true });
 });
 after(async () => {

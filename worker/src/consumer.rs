@@ -5,7 +5,7 @@
 //! is skipped by the database. On a D1 failure the whole batch is retried with backoff; after
 //! `max_retries` (wrangler.toml) the queue moves it to the dead-letter queue.
 
-use epistola_core::event::{is_event_id, QueueMessage, TrackEvent};
+use epistola_core::event::{is_event_id, ConversionEvent, QueueMessage, TrackEvent};
 use epistola_worker_kit::queue::{self, Finisher};
 use worker::{Env, MessageBatch, RawMessage};
 
@@ -14,6 +14,7 @@ use crate::store;
 pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u64) {
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
     let mut events: Vec<TrackEvent> = Vec::with_capacity(messages.len());
+    let mut conversions: Vec<ConversionEvent> = Vec::new();
     let mut decoded: Vec<&RawMessage> = Vec::with_capacity(messages.len());
     for message in &messages {
         let decoded_message = message
@@ -25,13 +26,18 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
                 events.push(event);
                 decoded.push(message);
             }
+            Some(QueueMessage::ConvertV1(conversion)) => {
+                conversions.push(conversion);
+                decoded.push(message);
+            }
             _ => queue::to_dead_letter(message),
         }
     }
-    if let Err(e) = store::record_events(env, &events, now).await {
+    if let Err(e) = store::record_events(env, &events, &conversions, now).await {
         worker::console_error!(
-            "storing {} events failed, retrying the batch: {e}",
-            events.len()
+            "storing {} events and {} conversions failed, retrying the batch: {e}",
+            events.len(),
+            conversions.len()
         );
         for message in decoded {
             queue::retry(message, now);

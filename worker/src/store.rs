@@ -1,13 +1,17 @@
 //! All D1 and queue I/O. SQL lives here and nowhere else.
 
 use epistola_core::capture::ValidCapture;
-use epistola_core::event::{hour_bucket, TrackEvent};
-use epistola_core::stats::{RollupRow, NO_LINK};
+use epistola_core::event::{hour_bucket, ConversionEvent, TrackEvent};
+use epistola_core::stats::NO_LINK;
 use serde::Deserialize;
 use worker::{D1PreparedStatement, Env, Result};
 
-use epistola_worker_kit::db::{clip_user_agent, int, opt_text, text, MAX_BOUND_PARAMS};
-pub use epistola_worker_kit::db::{consent_entries, enqueue, get_site, put_site, suppress};
+pub use epistola_worker_kit::db::{
+    campaign_rollups, consent_entries, enqueue, get_site, put_site, site_origins, suppress,
+};
+use epistola_worker_kit::db::{
+    clip_user_agent, conversion_statements, int, opt_text, text, MAX_BOUND_PARAMS,
+};
 
 use crate::bindings;
 
@@ -36,14 +40,20 @@ pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) 
 
 const EVENT_COLUMNS: usize = 12;
 
-/// Stores new events in one transaction. Counting is done by triggers on insert (see
-/// `migrations/0001_spine.sql`), and an id already stored is skipped, so replays change nothing.
-pub async fn record_events(env: &Env, events: &[TrackEvent], now: u64) -> Result<()> {
-    if events.is_empty() {
+/// Stores new events and conversions in one transaction. Counting is done by triggers on insert
+/// (see `migrations/0001_spine.sql`, `0008_conversions.sql`), and an id (or order id) already
+/// stored is skipped, so replays change nothing.
+pub async fn record_events(
+    env: &Env,
+    events: &[TrackEvent],
+    conversions: &[ConversionEvent],
+    now: u64,
+) -> Result<()> {
+    if events.is_empty() && conversions.is_empty() {
         return Ok(());
     }
     let db = env.d1(bindings::DB)?;
-    let mut statements: Vec<D1PreparedStatement> = Vec::new();
+    let mut statements: Vec<D1PreparedStatement> = conversion_statements(&db, conversions, now)?;
     for chunk in events.chunks(MAX_BOUND_PARAMS / EVENT_COLUMNS) {
         let row = format!("({})", ["?"; EVENT_COLUMNS].join(", "));
         let sql = format!(
@@ -73,59 +83,6 @@ pub async fn record_events(env: &Env, events: &[TrackEvent], now: u64) -> Result
     // A D1 batch is one transaction: all of these events are stored and counted, or none.
     db.batch(statements).await?;
     Ok(())
-}
-
-#[derive(Deserialize)]
-struct RollupRecord {
-    metric: String,
-    label: String,
-    link_index: i64,
-    hour: i64,
-    n: i64,
-}
-
-#[derive(Deserialize)]
-struct LinkRecord {
-    link_index: i64,
-    url: String,
-}
-
-/// All rollup rows and registered links of a campaign, read in one round trip.
-pub async fn campaign_rollups(
-    env: &Env,
-    campaign: &str,
-) -> Result<(Vec<RollupRow>, Vec<(u16, String)>)> {
-    let db = env.d1(bindings::DB)?;
-    let results = db
-        .batch(vec![
-            db.prepare("SELECT metric, label, link_index, hour, n FROM rollup_hourly WHERE campaign_id = ?1")
-                .bind(&[text(campaign)])?,
-            db.prepare("SELECT link_index, url FROM campaign_links WHERE campaign_id = ?1 ORDER BY link_index")
-                .bind(&[text(campaign)])?,
-        ])
-        .await?;
-    let [rollups, links] = results.as_slice() else {
-        return Err(worker::Error::RustError(
-            "D1 batch returned an unexpected number of results".into(),
-        ));
-    };
-    let rows = rollups
-        .results::<RollupRecord>()?
-        .into_iter()
-        .map(|r| RollupRow {
-            metric: r.metric,
-            label: r.label,
-            link: r.link_index,
-            hour: r.hour.max(0) as u64,
-            n: r.n.max(0) as u64,
-        })
-        .collect();
-    let links = links
-        .results::<LinkRecord>()?
-        .into_iter()
-        .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
-        .collect();
-    Ok((rows, links))
 }
 
 /// Counts one hit on each `(key, (limit, window seconds))` and tells whether all are within their
@@ -226,6 +183,15 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
                 opt_text(c.user_agent.map(clip_user_agent)),
                 now.clone(),
             ])?,
+        );
+    }
+    for (question, answer) in &c.valid.choices {
+        statements.push(
+            db.prepare(
+                "INSERT INTO answer_counts (site_id, question, answer, n) VALUES (?1, ?2, ?3, 1) \
+                 ON CONFLICT DO UPDATE SET n = n + 1",
+            )
+            .bind(&[text(c.site), text(question), text(answer)])?,
         );
     }
     db.batch(statements).await?;

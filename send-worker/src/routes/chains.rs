@@ -4,6 +4,7 @@
 use epistola_core::auth::Scope;
 use epistola_core::capture::normalize_email;
 use epistola_core::chain::{step_stats_id, validate_chain, validate_event_type, ChainInput};
+use epistola_core::conversion::{order_from_event_data, Order};
 use epistola_core::ids::validate_id;
 use epistola_core::track::FieldErrors;
 use epistola_worker_kit::auth::require_scope;
@@ -13,7 +14,8 @@ use worker::{Env, Request, Response};
 
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::random;
-use crate::store::{self, ChainRow, NewEvent};
+use crate::store::{self, ChainRow, NewEvent, Purchase};
+use epistola_worker_kit::config::attribution_days;
 
 const MAX_CHAIN_BYTES: usize = 64 * 1024;
 const MAX_EVENTS_BYTES: usize = 1024 * 1024;
@@ -119,6 +121,17 @@ struct EventInput {
     data: Option<Value>,
 }
 
+impl EventInput {
+    /// The order of a `purchase` event that names one (`data.order_id`): attributed and counted as
+    /// a conversion.
+    fn order(&self) -> Option<Result<Order, FieldErrors>> {
+        if self.kind != "purchase" {
+            return None;
+        }
+        order_from_event_data(self.data.as_ref()?)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum EventsBody {
@@ -152,29 +165,41 @@ pub async fn post_events(mut req: Request, env: &Env, now: u64) -> ApiResult<Res
     let keys: Vec<String> = valid.iter().map(|(_, e)| e.contact.clone()).collect();
     let known = store::resolve_contacts(env, &keys).await?;
     let mut events = Vec::new();
+    let mut purchases = Vec::new();
     for (i, e) in valid {
         let Some(contact_id) = known.get(&e.contact) else {
             errors.push(json!({ "row": i + 1, "fields": { "contact": "no such contact" } }));
             continue;
         };
+        let order = e.order();
         let id = match e.id {
             Some(id) => id,
             None => {
                 random::id("ev_").ok_or_else(|| ApiError::internal("event id", "no randomness"))?
             }
         };
+        let at = e.at.unwrap_or(now);
+        if let Some(Ok(order)) = order {
+            purchases.push(Purchase {
+                contact_id: contact_id.clone(),
+                at,
+                order,
+            });
+        }
         events.push(NewEvent {
             id,
             contact_id: contact_id.clone(),
             kind: e.kind,
-            at: e.at.unwrap_or(now),
+            at,
             data: e.data.map_or_else(|| "{}".to_owned(), |d| d.to_string()),
         });
     }
     let enrolled = store::record_events_and_enrol(env, &events, now).await?;
+    let window = u64::from(attribution_days(env)) * 86_400;
+    let attributed = store::attribute_purchases(env, &purchases, window, now).await?;
     Ok(http::json(
         202,
-        &json!({ "received": raw.len(), "accepted": events.len(), "enrolled": enrolled, "rejected": errors.len(), "errors": errors }),
+        &json!({ "received": raw.len(), "accepted": events.len(), "enrolled": enrolled, "attributed": attributed, "rejected": errors.len(), "errors": errors }),
     ))
 }
 
@@ -213,6 +238,9 @@ fn check_event(v: &Value, now: u64) -> Result<EventInput, FieldErrors> {
             "at".into(),
             "must be unix seconds within the last 30 days".into(),
         );
+    }
+    if let Some(Err(order_errors)) = e.order() {
+        errors.extend(order_errors);
     }
     match &e.data {
         Some(d) if !d.is_object() => {

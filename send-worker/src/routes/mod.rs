@@ -8,6 +8,7 @@ use crate::http::{self, ApiError, ApiResult};
 mod campaigns;
 mod chains;
 mod contacts;
+mod dashboard;
 mod templates;
 mod webhooks;
 
@@ -20,6 +21,7 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             Ok(report) => http::json(200, &report),
             Err(e) => ApiError::internal("tick", e).into_response(),
         },
+        (["dashboard", rest @ ..], _) => dashboard::dispatch(req, env, rest, now).await,
         (["v1", "contacts"], Method::Post) => respond(contacts::upsert(req, env, now).await),
         (["v1", "contacts"], _) => http::method_not_allowed("POST"),
         (["v1", "contacts", "import"], Method::Post) => {

@@ -5,7 +5,7 @@ use epistola_core::capture::{validate_capture, CaptureRequest, MAX_CAPTURE_BYTES
 use epistola_core::event::{CaptureJob, SendJob};
 use worker::{Env, Request, Response};
 
-use super::sites::site_for_origin;
+use super::sites::{beacon_site, read_beacon};
 use crate::http::{self, ApiError, ApiResult};
 use crate::{bindings, config, random, store};
 
@@ -15,30 +15,8 @@ const PER_IP_LIMIT: (u32, u64) = (20, 600);
 const PER_ADDRESS_LIMIT: (u32, u64) = (3, 3600);
 
 pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
-    let content_type = http::content_type(&req);
-    // text/plain is how the widget avoids a CORS preflight; the body is JSON either way.
-    if !(content_type.starts_with("application/json") || content_type.starts_with("text/plain")) {
-        return Err(ApiError::new(
-            415,
-            "unsupported_media_type",
-            "send JSON as application/json or text/plain",
-        ));
-    }
-    let body = http::read_limited(&mut req, MAX_CAPTURE_BYTES).await?;
-    let request: CaptureRequest = http::parse_json(&body)?;
-    let (site, origin) = site_for_origin(&req, env, &request.site)
-        .await
-        .map_err(|e| match e.code {
-            "unknown_site" => ApiError::field("site", "no site with this id"),
-            _ => e,
-        })?;
-    let Some(origin) = origin else {
-        return Err(ApiError::new(
-            403,
-            "origin_not_allowed",
-            "captures come from the widget on an allowed origin",
-        ));
-    };
+    let request: CaptureRequest = read_beacon(&mut req, MAX_CAPTURE_BYTES).await?;
+    let (site, origin) = beacon_site(&req, env, &request.site).await?;
     let cors = |resp: Response| http::with_cors(resp, Some(&origin));
     let accepted = || {
         cors(http::json(

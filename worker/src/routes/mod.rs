@@ -5,6 +5,7 @@ use worker::{Context, Env, Method, Request, Response};
 use crate::http::{self, ApiError};
 
 mod capture;
+mod convert;
 mod optin;
 mod sender;
 mod sites;
@@ -20,11 +21,15 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (segments.as_slice(), method) {
         (["w.js"], Method::Get | Method::Head) => widget::script(&req),
+        // The dashboard is served by the sending worker (the back office), keeping the edge small.
+        (["dashboard", ..], _) => sender::forward(req, &env).await,
         (["healthz"], Method::Get | Method::Head) => {
             http::json(200, &serde_json::json!({"status": "ok"}))
         }
         (["o", token], Method::Get | Method::Head) => tracking::open(&req, &env, &ctx, token, now),
-        (["c", token], Method::Get | Method::Head) => tracking::click(&req, &env, &ctx, token, now),
+        (["c", token], Method::Get | Method::Head) => {
+            tracking::click(&req, &env, &ctx, token, now).await
+        }
         (["o" | "c", _], _) => http::method_not_allowed("GET, HEAD"),
         (["u", token], Method::Get) => tracking::unsubscribe_page(&env, token, now),
         (["u", token], Method::Post) => tracking::unsubscribe(req, &env, &ctx, token, now).await,
@@ -55,11 +60,13 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
         (["v1", "capture"], Method::Post) => respond(capture::capture(req, &env, now).await),
         // The site is in the body, so the preflight cannot check the origin; the POST itself does,
         // and only an allowed origin gets to read its answer.
-        (["v1", "capture"], Method::Options) => {
+        (["v1", "capture" | "convert"], Method::Options) => {
             let origin = http::header(&req, "Origin");
             http::preflight(origin.as_deref())
         }
         (["v1", "capture"], _) => http::method_not_allowed("POST"),
+        (["v1", "convert"], Method::Post) => respond(convert::convert(req, &env, now).await),
+        (["v1", "convert"], _) => http::method_not_allowed("POST"),
         (["v1", family, ..], _) if sender::SENDER_FAMILIES.contains(family) => {
             sender::forward(req, &env).await
         }

@@ -64,3 +64,40 @@ pub async fn site_for_origin(
     }
     Ok((config, origin))
 }
+
+/// Reads a JSON body the widget posted. `text/plain` is how the widget avoids a CORS preflight;
+/// the body is JSON either way.
+pub async fn read_beacon<T: serde::de::DeserializeOwned>(
+    req: &mut Request,
+    limit: usize,
+) -> ApiResult<T> {
+    let content_type = http::content_type(req);
+    if !(content_type.starts_with("application/json") || content_type.starts_with("text/plain")) {
+        return Err(ApiError::new(
+            415,
+            "unsupported_media_type",
+            "send JSON as application/json or text/plain",
+        ));
+    }
+    let body = http::read_limited(req, limit).await?;
+    http::parse_json(&body)
+}
+
+/// The site a widget beacon (capture, convert) names, and the allowed `Origin` it came from.
+/// Beacons come from browsers on the site: no `Origin` is refused.
+pub async fn beacon_site(req: &Request, env: &Env, site: &str) -> ApiResult<(SiteConfig, String)> {
+    let (config, origin) = site_for_origin(req, env, site)
+        .await
+        .map_err(|e| match e.code {
+            "unknown_site" => ApiError::field("site", "no site with this id"),
+            _ => e,
+        })?;
+    let origin = origin.ok_or_else(|| {
+        ApiError::new(
+            403,
+            "origin_not_allowed",
+            "this comes from the widget on an allowed origin",
+        )
+    })?;
+    Ok((config, origin))
+}

@@ -6,8 +6,9 @@
 use std::net::IpAddr;
 
 use epistola_core::classify::{classify, Interaction, Signals};
+use epistola_core::conversion::{append_query_param, is_first_party, ATTRIBUTION_PARAM};
 use epistola_core::event::{event_id, EventKind, QueueMessage, TrackEvent};
-use epistola_core::token::{Claims, Purpose, TokenError};
+use epistola_core::token::{Claims, Link, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
@@ -23,19 +24,51 @@ pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> R
 }
 
 /// `GET|HEAD /c/{token}`: `302` to the signed destination, or a `400` page with no `Location`.
-pub fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
+/// A destination on one of the sites' own origins also gets the attribution parameter.
+pub async fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
     match config::verify_token(env, token, Purpose::Click, now) {
         Ok(claims) => {
             let Some(link) = &claims.link else {
                 // verify() guarantees a link on click tokens; stay total anyway.
                 return invalid_link_page();
             };
-            let location = link.url.clone();
+            let origins = store::site_origins(env, now).await;
+            let first_party = is_first_party(&origins, &link.url);
+            let location = match first_party
+                .then(|| attribution_token(env, &claims, link.index, now))
+                .flatten()
+            {
+                Some(token) => append_query_param(&link.url, ATTRIBUTION_PARAM, &token),
+                None => link.url.clone(),
+            };
             record(req, env, ctx, EventKind::Click, &claims, now);
             http::redirect(&location)
         }
         Err(_) => invalid_link_page(),
     }
+}
+
+/// The short-lived conversion token the redirect hands to the site: which letter and link brought
+/// the visitor, valid for the attribution window (`ATTRIBUTION_DAYS`, 0 = off).
+fn attribution_token(env: &Env, click: &Claims, link: u16, now: u64) -> Option<String> {
+    let days = config::attribution_days(env);
+    if days == 0 {
+        return None;
+    }
+    let issued_at = u32::try_from(now).ok()?;
+    let claims = Claims {
+        purpose: Purpose::Conversion,
+        issued_at,
+        expires_at: Some(issued_at.saturating_add(days.saturating_mul(86_400))),
+        campaign: click.campaign.clone(),
+        contact: click.contact.clone(),
+        message: click.message.clone(),
+        link: Some(Link {
+            index: link,
+            url: String::new(),
+        }),
+    };
+    config::keyring(env)?.sign(&claims).ok()
 }
 
 /// `GET /u/{token}`: a page with one button. Changes nothing, so mail scanners that follow every

@@ -1,0 +1,773 @@
+//! The marketer dashboard as pure functions: campaign statistics in, HTML out. No script: charts
+//! are inline SVG ([`chart`]), every table has a CSV twin, pages are small enough for a phone on a
+//! slow connection. The worker adds authentication, data and security headers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use epistola_core::html::escape;
+use epistola_core::stats::{csv_field, CampaignStats, Revenue};
+
+pub mod chart;
+
+/// The session cookie: the API token itself, `HttpOnly` (no script reads it), `Secure`,
+/// `SameSite=Strict` (never sent on a cross-site request, so no CSRF on GET or POST) and scoped to
+/// `/dashboard`. Every request re-checks the token, so revoking it ends the session.
+pub const SESSION_COOKIE: &str = "epistola_session";
+/// Session lifetime: one working day.
+pub const SESSION_SECONDS: u64 = 12 * 3600;
+
+/// The session token from a `Cookie` header.
+pub fn session_token(cookie_header: Option<&str>) -> Option<&str> {
+    cookie_header?
+        .split(';')
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v)
+        .filter(|v| is_cookie_safe(v))
+}
+
+/// API tokens are URL-safe text; anything else never goes into a cookie.
+pub fn is_cookie_safe(token: &str) -> bool {
+    !token.is_empty()
+        && token.len() <= 200
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
+}
+
+/// `Set-Cookie` value that starts a session.
+pub fn session_cookie(token: &str) -> String {
+    format!(
+        "{SESSION_COOKIE}={token}; Path=/dashboard; Max-Age={SESSION_SECONDS}; HttpOnly; Secure; SameSite=Strict"
+    )
+}
+
+/// `Set-Cookie` value that ends it.
+pub fn clear_session_cookie() -> String {
+    format!("{SESSION_COOKIE}=; Path=/dashboard; Max-Age=0; HttpOnly; Secure; SameSite=Strict")
+}
+
+/// What the dashboard knows about a campaign besides its numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignInfo {
+    pub id: String,
+    pub name: String,
+    /// Campaign status, `active`/`paused` for chain steps, or `tracked` for campaigns only known from
+    /// tracking (links signed through `POST /v1/track/links`).
+    pub status: String,
+}
+
+/// The headline numbers of a campaign, as the list and the funnel show them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages handed to a transport (accepted + failed), all channels.
+    pub sent: u64,
+    /// Accepted by the receiving server or SMS provider.
+    pub delivered: u64,
+    /// Distinct contacts who opened as a person (privacy-proxy and scanner fetches excluded).
+    pub human_opens: u64,
+    /// Distinct contacts who clicked as a person.
+    pub human_clicks: u64,
+    pub unsubscribes: u64,
+    pub conversions: u64,
+    pub revenue: String,
+}
+
+impl Summary {
+    pub fn of(s: &CampaignStats) -> Summary {
+        let delivered: u64 = s.delivery.values().map(|d| d.sent).sum();
+        let failed: u64 = s.delivery.values().map(|d| d.failed).sum();
+        Summary {
+            sent: delivered + failed,
+            delivered,
+            human_opens: s.opens.human.unique,
+            human_clicks: s.clicks.all.human.unique,
+            unsubscribes: s.unsubscribes,
+            conversions: s.conversions.all.count,
+            revenue: revenue_text(&s.conversions.all.revenue),
+        }
+    }
+}
+
+/// `49.90 EUR, 12.00 USD`; `0` when there is none.
+pub fn revenue_text(r: &Revenue) -> String {
+    if r.is_empty() {
+        return "0".into();
+    }
+    r.iter()
+        .map(|(c, a)| format!("{} {c}", a.amount))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Share `part / whole` as `12.5%`.
+fn pct(part: u64, whole: u64) -> String {
+    if whole == 0 {
+        return "–".into();
+    }
+    let permille = part * 1000 / whole;
+    format!("{}.{}%", permille / 10, permille % 10)
+}
+
+const STYLE: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#fafafa}\
+header{background:#1d2b3a;color:#fff;padding:.6rem 1rem;display:flex;gap:1rem;align-items:center;flex-wrap:wrap}\
+header a{color:#fff}header form{margin-left:auto}main{padding:1rem;max-width:70rem;margin:auto}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem;background:#fff}\
+th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}\
+.wrap{overflow-x:auto}.chart,.funnel{width:100%;max-width:640px;height:auto;background:#fff}\
+.two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
+button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
+input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#666}";
+
+/// A dashboard page: header with navigation and sign-out, then `body` (already escaped).
+pub fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
+<title>{t} · Epistola</title><style>{STYLE}</style></head><body><header><strong>Epistola</strong>\
+<a href=\"/dashboard\">Campaigns</a><a href=\"/dashboard/chains\">Chains</a><a href=\"/dashboard/audience\">Audience</a>\
+<form method=\"post\" action=\"/dashboard/logout\"><button>Sign out</button></form></header>\
+<main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    )
+}
+
+/// The sign-in page: one field for an API token with the `stats:read` scope.
+pub fn sign_in(error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
+<title>Sign in · Epistola</title><style>{STYLE}</style></head><body><main><h1>Epistola dashboard</h1>{error}\
+<form method=\"post\" action=\"/dashboard/session\"><label for=\"token\">API token (scope <code>stats:read</code>)</label><br>\
+<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form>\
+</main></body></html>"
+    )
+}
+
+fn table(head: &[&str], rows: &[Vec<String>], csv: Option<&str>) -> String {
+    let mut t = String::from("<div class=\"wrap\"><table><thead><tr>");
+    for h in head {
+        let _ = write!(t, "<th>{}</th>", escape(h));
+    }
+    t.push_str("</tr></thead><tbody>");
+    for r in rows {
+        t.push_str("<tr>");
+        for cell in r {
+            // Cells are built by this module: either escaped text or our own links.
+            let _ = write!(t, "<td>{cell}</td>");
+        }
+        t.push_str("</tr>");
+    }
+    t.push_str("</tbody></table></div>");
+    if let Some(href) = csv {
+        let _ = write!(t, "<p><a href=\"{}\" download>CSV</a></p>", escape(href));
+    }
+    t
+}
+
+fn link(href: &str, text: &str) -> String {
+    format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
+}
+
+/// Percent-encodes an id for a path segment (ids are URL-safe already; this keeps it so).
+fn path_id(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+const LIST_HEAD: [&str; 10] = [
+    "Campaign",
+    "Status",
+    "Sent",
+    "Delivered",
+    "Human opens",
+    "Human clicks",
+    "Unsubscribes",
+    "Conversions",
+    "Revenue",
+    "Click rate",
+];
+
+fn list_cells(info: &CampaignInfo, s: &Summary) -> [String; 10] {
+    [
+        info.name.clone(),
+        info.status.clone(),
+        s.sent.to_string(),
+        s.delivered.to_string(),
+        s.human_opens.to_string(),
+        s.human_clicks.to_string(),
+        s.unsubscribes.to_string(),
+        s.conversions.to_string(),
+        s.revenue.clone(),
+        pct(s.human_clicks, s.delivered),
+    ]
+}
+
+/// The campaign list with a form to compare two of them.
+pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)]) -> String {
+    let body_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(info, stats)| {
+            let mut cells = list_cells(info, &Summary::of(stats)).map(|c| escape(&c));
+            cells[0] = link(
+                &format!("/dashboard/campaigns/{}", path_id(&info.id)),
+                &info.name,
+            );
+            cells.to_vec()
+        })
+        .collect();
+    let options: String = rows
+        .iter()
+        .map(|(i, _)| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                escape(&i.id),
+                escape(&i.name)
+            )
+        })
+        .collect();
+    let mut body = table(&LIST_HEAD, &body_rows, Some("/dashboard/campaigns.csv"));
+    if rows.len() >= 2 {
+        let _ = write!(
+            body,
+            "<h2>Compare</h2><form method=\"get\" action=\"/dashboard/compare\">\
+<select name=\"a\" aria-label=\"First campaign\">{options}</select> \
+<select name=\"b\" aria-label=\"Second campaign\">{options}</select> <button>Compare</button></form>"
+        );
+    }
+    layout("Campaigns", &body)
+}
+
+/// The campaign list as CSV (same columns as the page).
+pub fn campaigns_csv(rows: &[(CampaignInfo, CampaignStats)]) -> String {
+    let mut out = String::from("id,");
+    out.push_str(
+        &LIST_HEAD
+            .iter()
+            .map(|h| h.to_lowercase().replace(' ', "_"))
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    out.push('\n');
+    for (info, stats) in rows {
+        let cells = list_cells(info, &Summary::of(stats));
+        let _ = writeln!(
+            out,
+            "{},{}",
+            csv_field(&info.id),
+            cells
+                .iter()
+                .map(|c| csv_field(c))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+    }
+    out
+}
+
+/// One campaign: funnel, chart, links, channels, who fetched, skipped and deferred by reason.
+pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
+    let sum = Summary::of(s);
+    let id = path_id(&info.id);
+    let mut body = format!(
+        "<p class=\"muted\">{} · status {}</p>",
+        escape(&info.id),
+        escape(&info.status)
+    );
+    body.push_str("<div class=\"two\"><section><h2>Funnel</h2>");
+    body.push_str(&chart::funnel(&[
+        ("Sent", sum.sent),
+        ("Delivered", sum.delivered),
+        ("Opened", sum.human_opens),
+        ("Clicked", sum.human_clicks),
+        ("Orders", sum.conversions),
+    ]));
+    let _ = write!(
+        body,
+        "<p>Revenue: <strong data-metric=\"revenue\">{}</strong></p></section>",
+        escape(&sum.revenue)
+    );
+    let b = chart::buckets(&s.series);
+    let _ = write!(
+        body,
+        "<section><h2>Over time ({})</h2>{}<p class=\"legend\"><span style=\"color:#3b6ea5\">■ human opens</span>\
+<span style=\"color:#d9822b\">■ human clicks</span><span style=\"color:#2e8540\">■ conversions</span></p>\
+<p><a href=\"/dashboard/campaigns/{id}/series.csv\" download>Hourly CSV</a></p></section></div>",
+        if b.unit == "hour" { "hourly" } else { "daily" },
+        chart::line_chart(
+            "Human opens, human clicks and conversions over time",
+            &b.starts,
+            &[
+                chart::Line { name: "opens", colour: "#3b6ea5", values: b.opens.clone() },
+                chart::Line { name: "clicks", colour: "#d9822b", values: b.clicks.clone() },
+                chart::Line { name: "conversions", colour: "#2e8540", values: b.conversions.clone() },
+            ],
+        )
+    );
+    let summary_csv = format!("/dashboard/campaigns/{id}/summary.csv");
+    body.push_str("<h2>Headline</h2>");
+    body.push_str(&table(
+        &LIST_HEAD[1..],
+        &[list_cells(info, &sum)[1..]
+            .iter()
+            .map(|c| escape(c))
+            .collect()],
+        Some(&summary_csv),
+    ));
+
+    body.push_str("<h2>Who fetched</h2>");
+    let who = |name: &str, b: &epistola_core::stats::Breakdown| {
+        vec![
+            escape(name),
+            b.total.to_string(),
+            b.human.total.to_string(),
+            b.privacy_proxy.total.to_string(),
+            b.scanner.total.to_string(),
+            pct(b.privacy_proxy.total, b.total),
+            pct(b.scanner.total, b.total),
+        ]
+    };
+    body.push_str(&table(
+        &[
+            "Event",
+            "Total",
+            "Human",
+            "Privacy proxy",
+            "Scanner",
+            "Proxy share",
+            "Scanner share",
+        ],
+        &[who("Opens", &s.opens), who("Clicks", &s.clicks.all)],
+        Some(&summary_csv),
+    ));
+
+    body.push_str("<h2>Links</h2>");
+    let links: Vec<Vec<String>> = s
+        .clicks
+        .links
+        .iter()
+        .map(|l| {
+            vec![
+                escape(l.url.as_deref().unwrap_or("(not registered)")),
+                l.clicks.human.total.to_string(),
+                l.clicks.human.unique.to_string(),
+                l.clicks.scanner.total.to_string(),
+                l.conversions.count.to_string(),
+                escape(&revenue_text(&l.conversions.revenue)),
+            ]
+        })
+        .collect();
+    body.push_str(&table(
+        &[
+            "Link",
+            "Human clicks",
+            "Unique",
+            "Scanner",
+            "Conversions",
+            "Revenue",
+        ],
+        &links,
+        Some(&summary_csv),
+    ));
+
+    body.push_str("<h2>Channels</h2>");
+    let mut channels: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, d) in &s.delivery {
+        let conv = s.conversions.channels.get(name);
+        channels.insert(
+            name,
+            vec![
+                escape(name),
+                d.sent.to_string(),
+                d.failed.to_string(),
+                d.skipped.values().sum::<u64>().to_string(),
+                d.deferred.values().sum::<u64>().to_string(),
+                conv.map_or(0, |c| c.count).to_string(),
+                escape(&conv.map_or_else(|| "0".into(), |c| revenue_text(&c.revenue))),
+            ],
+        );
+    }
+    for (name, c) in &s.conversions.channels {
+        channels.entry(name).or_insert_with(|| {
+            vec![
+                escape(name),
+                "0".into(),
+                "0".into(),
+                "0".into(),
+                "0".into(),
+                c.count.to_string(),
+                escape(&revenue_text(&c.revenue)),
+            ]
+        });
+    }
+    body.push_str(&table(
+        &[
+            "Channel",
+            "Delivered",
+            "Failed",
+            "Skipped",
+            "Deferred",
+            "Conversions",
+            "Revenue",
+        ],
+        &channels.into_values().collect::<Vec<_>>(),
+        Some(&summary_csv),
+    ));
+
+    body.push_str("<h2>Not sent yet or not at all</h2>");
+    let mut reasons = Vec::new();
+    for (channel, d) in &s.delivery {
+        for (outcome, map) in [("skipped", &d.skipped), ("deferred", &d.deferred)] {
+            for (reason, n) in map {
+                let reason = if reason.is_empty() { "(none)" } else { reason };
+                reasons.push(vec![
+                    escape(channel),
+                    outcome.into(),
+                    escape(reason),
+                    n.to_string(),
+                ]);
+            }
+        }
+    }
+    body.push_str(&table(
+        &["Channel", "Outcome", "Reason", "Messages"],
+        &reasons,
+        Some(&summary_csv),
+    ));
+    layout(&info.name, &body)
+}
+
+/// Two campaigns side by side, with rates relative to what each delivered.
+pub fn compare(a: (&CampaignInfo, &CampaignStats), b: (&CampaignInfo, &CampaignStats)) -> String {
+    let rows = compare_rows(a, b);
+    let body = table(
+        &["Metric", &a.0.name, &b.0.name],
+        &rows
+            .iter()
+            .map(|r| r.iter().map(|c| escape(c)).collect())
+            .collect::<Vec<_>>(),
+        Some(&format!(
+            "/dashboard/compare.csv?a={}&b={}",
+            path_id(&a.0.id),
+            path_id(&b.0.id)
+        )),
+    );
+    layout("Compare campaigns", &body)
+}
+
+fn compare_rows(
+    a: (&CampaignInfo, &CampaignStats),
+    b: (&CampaignInfo, &CampaignStats),
+) -> Vec<[String; 3]> {
+    let (x, y) = (Summary::of(a.1), Summary::of(b.1));
+    let row = |name: &str, f: &dyn Fn(&Summary) -> String| [name.to_owned(), f(&x), f(&y)];
+    vec![
+        row("Sent", &|s| s.sent.to_string()),
+        row("Delivered", &|s| s.delivered.to_string()),
+        row("Human opens", &|s| s.human_opens.to_string()),
+        row("Open rate", &|s| pct(s.human_opens, s.delivered)),
+        row("Human clicks", &|s| s.human_clicks.to_string()),
+        row("Click rate", &|s| pct(s.human_clicks, s.delivered)),
+        row("Unsubscribes", &|s| s.unsubscribes.to_string()),
+        row("Conversions", &|s| s.conversions.to_string()),
+        row("Conversion rate", &|s| pct(s.conversions, s.delivered)),
+        row("Revenue", &|s| s.revenue.clone()),
+    ]
+}
+
+/// The comparison as CSV.
+pub fn compare_csv(
+    a: (&CampaignInfo, &CampaignStats),
+    b: (&CampaignInfo, &CampaignStats),
+) -> String {
+    let mut out = format!("metric,{},{}\n", csv_field(&a.0.id), csv_field(&b.0.id));
+    for r in compare_rows(a, b) {
+        let _ = writeln!(
+            out,
+            "{},{},{}",
+            csv_field(&r[0]),
+            csv_field(&r[1]),
+            csv_field(&r[2])
+        );
+    }
+    out
+}
+
+/// A trigger chain with its runs and the numbers of each step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainInfo {
+    pub id: String,
+    pub name: String,
+    pub status: String,
+    pub trigger: String,
+    /// Runs by status (`active`, `done`, `exited`).
+    pub runs: BTreeMap<String, u64>,
+    /// Each step's stats (stats id `{chain}.{n}`).
+    pub steps: Vec<CampaignStats>,
+}
+
+const CHAIN_HEAD: [&str; 10] = [
+    "Chain",
+    "Step",
+    "Trigger",
+    "Status",
+    "Runs active",
+    "Runs done",
+    "Runs exited",
+    "Delivered",
+    "Human clicks",
+    "Conversions",
+];
+
+fn chain_rows(chains: &[ChainInfo]) -> Vec<[String; 10]> {
+    let mut rows = Vec::new();
+    for c in chains {
+        let run = |k: &str| c.runs.get(k).copied().unwrap_or(0).to_string();
+        for (i, step) in c.steps.iter().enumerate() {
+            let s = Summary::of(step);
+            rows.push([
+                c.name.clone(),
+                (i + 1).to_string(),
+                c.trigger.clone(),
+                c.status.clone(),
+                run("active"),
+                run("done"),
+                run("exited"),
+                s.delivered.to_string(),
+                s.human_clicks.to_string(),
+                s.conversions.to_string(),
+            ]);
+        }
+    }
+    rows
+}
+
+/// Chains, one row per step.
+pub fn chains(chains: &[ChainInfo]) -> String {
+    let rows: Vec<Vec<String>> = chain_rows(chains)
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c)).collect())
+        .collect();
+    layout(
+        "Chains",
+        &table(&CHAIN_HEAD, &rows, Some("/dashboard/chains.csv")),
+    )
+}
+
+pub fn chains_csv(chains: &[ChainInfo]) -> String {
+    let mut out = CHAIN_HEAD
+        .iter()
+        .map(|h| h.to_lowercase().replace(' ', "_"))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    for r in chain_rows(chains) {
+        let _ = writeln!(
+            out,
+            "{}",
+            r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
+        );
+    }
+    out
+}
+
+/// How a site's visitors answered one capture question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnswerShare {
+    pub site: String,
+    pub question: String,
+    pub answer: String,
+    pub count: u64,
+}
+
+fn portrait_rows(answers: &[AnswerShare]) -> Vec<[String; 5]> {
+    let mut totals: BTreeMap<(&str, &str), u64> = BTreeMap::new();
+    for a in answers {
+        *totals.entry((&a.site, &a.question)).or_default() += a.count;
+    }
+    answers
+        .iter()
+        .map(|a| {
+            let total = totals
+                .get(&(a.site.as_str(), a.question.as_str()))
+                .copied()
+                .unwrap_or(0);
+            [
+                a.site.clone(),
+                a.question.clone(),
+                a.answer.clone(),
+                a.count.to_string(),
+                pct(a.count, total),
+            ]
+        })
+        .collect()
+}
+
+const PORTRAIT_HEAD: [&str; 5] = ["Site", "Question", "Answer", "Captures", "Share"];
+
+/// The audience's portrait: the share of each capture answer, per site and question.
+pub fn audience(answers: &[AnswerShare]) -> String {
+    let rows: Vec<Vec<String>> = portrait_rows(answers)
+        .iter()
+        .map(|r| r.iter().map(|c| escape(c)).collect())
+        .collect();
+    layout(
+        "Audience",
+        &format!(
+            "<h2>Capture answers</h2>{}",
+            table(&PORTRAIT_HEAD, &rows, Some("/dashboard/audience.csv"))
+        ),
+    )
+}
+
+pub fn audience_csv(answers: &[AnswerShare]) -> String {
+    let mut out = String::from("site,question,answer,captures,share\n");
+    for r in portrait_rows(answers) {
+        let _ = writeln!(
+            out,
+            "{}",
+            r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use epistola_core::stats::{RollupRow, NO_LINK};
+
+    fn stats(id: &str, rows: &[(&str, &str, i64, u64)]) -> CampaignStats {
+        let rows: Vec<RollupRow> = rows
+            .iter()
+            .map(|(m, l, link, n)| RollupRow {
+                metric: (*m).into(),
+                label: (*l).into(),
+                link: *link,
+                hour: 480_000,
+                n: *n,
+            })
+            .collect();
+        CampaignStats::from_rollups(id, &rows, &[(0, "https://shop.example/a?x=<1>".into())])
+    }
+
+    fn info(id: &str, name: &str) -> CampaignInfo {
+        CampaignInfo {
+            id: id.into(),
+            name: name.into(),
+            status: "done".into(),
+        }
+    }
+
+    fn sample() -> CampaignStats {
+        stats(
+            "spring",
+            &[
+                ("sent", "", NO_LINK, 200),
+                ("failed", "", NO_LINK, 2),
+                ("skipped", "suppressed", NO_LINK, 5),
+                ("open_unique", "human", NO_LINK, 50),
+                ("open", "human", NO_LINK, 70),
+                ("open", "privacy_proxy", NO_LINK, 30),
+                ("click_unique", "human", NO_LINK, 20),
+                ("click", "human", 0, 25),
+                ("conversion", "email", 0, 4),
+                ("revenue:EUR", "email", 0, 19_960),
+            ],
+        )
+    }
+
+    #[test]
+    fn summary_counts_people_not_fetches() {
+        let s = Summary::of(&sample());
+        assert_eq!(
+            s,
+            Summary {
+                sent: 202,
+                delivered: 200,
+                human_opens: 50,
+                human_clicks: 20,
+                unsubscribes: 0,
+                conversions: 4,
+                revenue: "199.60 EUR".into()
+            }
+        );
+    }
+
+    #[test]
+    fn pages_show_the_numbers_and_escape_what_they_are_given() {
+        let page = campaign(&info("spring", "Spring <sale>"), &sample());
+        assert!(page.contains("Spring &lt;sale&gt;"), "name escaped");
+        assert!(!page.contains("<sale>"));
+        assert!(page.contains("https://shop.example/a?x=&lt;1&gt;"));
+        assert!(page.contains(">199.60 EUR<"), "revenue shown");
+        assert!(page.contains("50 (24.7%)"), "funnel: opened share of sent");
+        assert!(
+            page.contains("<td>30.0%</td>"),
+            "privacy-proxy share of opens"
+        );
+        assert!(page.contains("<td>suppressed</td><td>5</td>"));
+        let list = campaigns(&[
+            (info("spring", "Spring"), sample()),
+            (info("b", "B"), stats("b", &[])),
+        ]);
+        assert!(list.contains("href=\"/dashboard/campaigns/spring\""));
+        assert!(
+            list.contains("<td>10.0%</td>"),
+            "click rate = human clicks / delivered"
+        );
+        assert!(list.contains("action=\"/dashboard/compare\""));
+    }
+
+    #[test]
+    fn csv_twins_match_the_tables() {
+        let rows = [(info("spring", "Spring, 2026"), sample())];
+        let csv = campaigns_csv(&rows);
+        assert_eq!(
+            csv,
+            "id,campaign,status,sent,delivered,human_opens,human_clicks,unsubscribes,conversions,revenue,click_rate\n\
+spring,\"Spring, 2026\",done,202,200,50,20,0,4,199.60 EUR,10.0%\n"
+        );
+        let cmp = compare_csv(
+            (&rows[0].0, &rows[0].1),
+            (&info("b", "B"), &stats("b", &[])),
+        );
+        assert!(cmp.contains("Open rate,25.0%,–\n"), "{cmp}");
+    }
+
+    #[test]
+    fn session_cookie_round_trip() {
+        let set = session_cookie("ep_abc-1");
+        assert!(
+            set.contains("HttpOnly") && set.contains("Secure") && set.contains("SameSite=Strict")
+        );
+        assert_eq!(
+            session_token(Some("a=1; epistola_session=ep_abc-1; b=2")),
+            Some("ep_abc-1")
+        );
+        assert_eq!(session_token(Some("epistola_session=a\"b")), None);
+        assert_eq!(session_token(Some("other=1")), None);
+        assert_eq!(session_token(None), None);
+    }
+
+    #[test]
+    fn audience_shares_are_per_question() {
+        let a = |answer: &str, count| AnswerShare {
+            site: "shop".into(),
+            question: "skin".into(),
+            answer: answer.into(),
+            count,
+        };
+        let csv = audience_csv(&[a("dry", 3), a("oily", 1)]);
+        assert!(csv.contains("shop,skin,dry,3,75.0%\n"), "{csv}");
+        assert!(csv.contains("shop,skin,oily,1,25.0%\n"), "{csv}");
+    }
+}
