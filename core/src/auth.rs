@@ -25,10 +25,12 @@ pub enum Scope {
     CampaignsApprove,
     /// Post server-side events (`purchase`, `cart.abandoned`, …).
     EventsWrite,
+    /// Manage outgoing webhook endpoints (a CRM receiving opens, clicks, conversions, …).
+    WebhooksWrite,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 9] = [
         Scope::TrackSign,
         Scope::StatsRead,
         Scope::SitesWrite,
@@ -37,6 +39,7 @@ impl Scope {
         Scope::CampaignsWrite,
         Scope::CampaignsApprove,
         Scope::EventsWrite,
+        Scope::WebhooksWrite,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Scope {
             Scope::CampaignsWrite => "campaigns:write",
             Scope::CampaignsApprove => "campaigns:approve",
             Scope::EventsWrite => "events:write",
+            Scope::WebhooksWrite => "webhooks:write",
         }
     }
 

@@ -25,3 +25,4 @@ pub mod text;
 pub mod token;
 pub mod track;
 pub mod url;
+pub mod webhook;

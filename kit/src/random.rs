@@ -4,7 +4,12 @@ use epistola_core::hex;
 
 /// 128 random bits, or `None` if the runtime refused (logged).
 pub fn bytes16() -> Option<[u8; 16]> {
-    let mut out = [0u8; 16];
+    bytes()
+}
+
+/// `N` random bytes, or `None` if the runtime refused (logged).
+pub fn bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut out = [0u8; N];
     match getrandom::getrandom(&mut out) {
         Ok(()) => Some(out),
         Err(e) => {

@@ -180,10 +180,12 @@ pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
     }
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
     let (chain_runs_due, birthdays) = crate::chain_jobs::tick(env, now).await?;
+    let (webhooks_delivered, webhook_failures) = crate::webhooks_out::deliver_due(env, now).await?;
     Ok(json!({
         "queued": queued, "contacts_read": read, "fanout_write_statements": writes,
         "requeued_deferred": due.len(), "finished": finished,
         "chain_runs_due": chain_runs_due, "birthday_runs": birthdays,
+        "webhooks_delivered": webhooks_delivered, "webhook_failures": webhook_failures,
     }))
 }
 

@@ -13,6 +13,7 @@ mod mailer;
 mod routes;
 mod sms;
 mod store;
+mod webhooks_out;
 
 use epistola_worker_kit::{bindings, config, http, random};
 

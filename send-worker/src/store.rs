@@ -202,7 +202,8 @@ pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Va
 }
 
 /// GDPR erasure: the contact's data goes (row, tags, captures, consent proof, error details of
-/// its sends); send outcomes and every counter stay, keyed by an id that now names no one.
+/// its sends, webhook payloads); send outcomes and every counter stay, keyed by an id that now
+/// names no one.
 pub async fn erase_contact(env: &Env, id: &str) -> Result<bool> {
     let db = env.d1(bindings::DB)?;
     let arg = [text(id)];
@@ -215,6 +216,13 @@ pub async fn erase_contact(env: &Env, id: &str) -> Result<bool> {
             db.prepare("DELETE FROM captures WHERE contact_id = ?1")
                 .bind(&arg)?,
             db.prepare("UPDATE sends SET detail = NULL WHERE contact_id = ?1")
+                .bind(&arg)?,
+            // Undelivered webhooks carry the address; delivered ones are the receiver's to erase.
+            db.prepare(
+                "DELETE FROM webhook_deliveries WHERE contact_id = ?1 AND status <> 'delivered'",
+            )
+            .bind(&arg)?,
+            db.prepare("UPDATE webhook_deliveries SET payload = '{}' WHERE contact_id = ?1")
                 .bind(&arg)?,
             db.prepare("DELETE FROM contacts WHERE id = ?1")
                 .bind(&arg)?,
@@ -1509,4 +1517,146 @@ pub async fn answer_counts(env: &Env) -> Result<Vec<AnswerCount>> {
         .all()
         .await?
         .results::<AnswerCount>()
+}
+
+/// A webhook delivery that is due, with its endpoint's URL and secret.
+#[derive(Deserialize)]
+pub struct DueDelivery {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub payload: String,
+    pub occurred_at: u64,
+    pub attempts: u32,
+    pub url: String,
+    pub secret: String,
+}
+
+/// Pending deliveries whose time has come, oldest first, to active endpoints.
+pub async fn due_deliveries(env: &Env, now: u64, limit: u32) -> Result<Vec<DueDelivery>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT d.id, d.type, d.payload, d.occurred_at, d.attempts, w.url, w.secret \
+             FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.status = 'active' \
+             WHERE d.status = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at, d.id LIMIT ?2",
+        )
+        .bind(&[int(now as i64), int(i64::from(limit))])?
+        .all()
+        .await?
+        .results::<DueDelivery>()
+}
+
+pub async fn delivery_done(env: &Env, id: &str, now: u64) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + 1, \
+             last_error = NULL, updated_at = ?2 WHERE id = ?1",
+        )
+        .bind(&[text(id), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: due again at `next_at`, or `failed` when the schedule is exhausted.
+pub async fn delivery_failed(
+    env: &Env,
+    id: &str,
+    attempts: u32,
+    next_at: Option<u64>,
+    error: &str,
+    now: u64,
+) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "UPDATE webhook_deliveries SET status = CASE WHEN ?3 IS NULL THEN 'failed' ELSE 'pending' END, \
+             attempts = ?2, next_at = COALESCE(?3, next_at), last_error = ?4, updated_at = ?5 WHERE id = ?1",
+        )
+        .bind(&[
+            text(id),
+            int(i64::from(attempts)),
+            next_at.map_or(JsValue::NULL, |t| int(t as i64)),
+            text(epistola_core::text::clip(error, 300)),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+#[derive(Deserialize, serde::Serialize)]
+pub struct EndpointRow {
+    pub id: String,
+    pub url: String,
+    pub events: String,
+    pub status: String,
+    pub created_at: u64,
+}
+
+pub async fn create_endpoint(
+    env: &Env,
+    id: &str,
+    url: &str,
+    secret: &str,
+    events: &[String],
+    now: u64,
+) -> Result<()> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO webhook_endpoints (id, url, secret, events, status, created_at, updated_at) \
+             VALUES (?1, ?2, ?3, ?4, 'active', ?5, ?5)",
+        )
+        .bind(&[
+            text(id),
+            text(url),
+            text(secret),
+            text(&serde_json::to_string(events)?),
+            int(now as i64),
+        ])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+pub async fn list_endpoints(env: &Env) -> Result<Vec<EndpointRow>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT id, url, events, status, created_at FROM webhook_endpoints ORDER BY created_at, id",
+        )
+        .all()
+        .await?
+        .results::<EndpointRow>()
+}
+
+/// Delivery counts of one endpoint by status.
+pub async fn endpoint_delivery_counts(env: &Env, id: &str) -> Result<Vec<(String, u64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        status: String,
+        n: u64,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare("SELECT status, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ?1 GROUP BY status")
+        .bind(&[text(id)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.status, r.n))
+        .collect())
+}
+
+/// Disables an endpoint; its pending deliveries are not sent. Returns whether it existed.
+pub async fn disable_endpoint(env: &Env, id: &str, now: u64) -> Result<bool> {
+    let result = env
+        .d1(bindings::DB)?
+        .prepare("UPDATE webhook_endpoints SET status = 'disabled', updated_at = ?2 WHERE id = ?1")
+        .bind(&[text(id), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(result
+        .meta()?
+        .and_then(|m| m.changes)
+        .is_some_and(|c| c > 0))
 }

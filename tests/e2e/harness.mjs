@@ -125,7 +125,7 @@ dead_letter_queue = "epistola-sends-dlq"
 
   const tokens = {
     full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken(), sites: apiToken(),
-    marketer: apiToken(), approver: apiToken(),
+    marketer: apiToken(), approver: apiToken(), hooks: apiToken(),
   };
   const now = Math.floor(Date.now() / 1000);
   const rows = [
@@ -136,6 +136,7 @@ dead_letter_queue = "epistola-sends-dlq"
     ['sites', tokens.sites, 'sites:write', 'NULL'],
     ['marketer', tokens.marketer, 'contacts:read contacts:write campaigns:write events:write stats:read', 'NULL'],
     ['approver', tokens.approver, 'campaigns:approve', 'NULL'],
+    ['hooks', tokens.hooks, 'webhooks:write', 'NULL'],
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
     .join(', ');

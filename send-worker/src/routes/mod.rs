@@ -9,6 +9,7 @@ mod campaigns;
 mod chains;
 mod contacts;
 mod dashboard;
+mod hooks;
 mod templates;
 mod webhooks;
 
@@ -72,6 +73,13 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             respond(webhooks::mailgun(req, env, now).await)
         }
         (["v1", "webhooks", "mailgun"], _) => http::method_not_allowed("POST"),
+        (["v1", "webhook-endpoints"], Method::Post) => respond(hooks::create(req, env, now).await),
+        (["v1", "webhook-endpoints"], Method::Get) => respond(hooks::list(&req, env).await),
+        (["v1", "webhook-endpoints"], _) => http::method_not_allowed("GET, POST"),
+        (["v1", "webhook-endpoints", id], Method::Delete) => {
+            respond(hooks::disable(&req, env, id, now).await)
+        }
+        (["v1", "webhook-endpoints", _], _) => http::method_not_allowed("DELETE"),
         _ => ApiError::new(404, "not_found", "no such route").into_response(),
     }
 }

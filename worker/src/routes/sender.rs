@@ -16,6 +16,7 @@ pub const SENDER_FAMILIES: &[&str] = &[
     "chains",
     "events",
     "webhooks",
+    "webhook-endpoints",
 ];
 
 /// Asks the sending worker to run its tick. The path is internal: `forward` never passes it on.
