@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::classify::Label;
 
-/// Rollup metric names as stored in `rollup_hourly.metric`.
+/// Rollup metric names as stored in `rollup_total.metric`.
 pub mod metric {
     pub const OPEN: &str = "open";
     pub const CLICK: &str = "click";
@@ -37,7 +37,7 @@ pub const LABEL_ALL: &str = "all";
 /// Link index of rows that are not about one link (opens, unsubscribes, campaign-wide uniques).
 pub const NO_LINK: i64 = -1;
 
-/// One row of `rollup_hourly` for a campaign.
+/// One row of `rollup_total` for a campaign (`hour` unused, 0).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RollupRow {
     pub metric: String,
@@ -117,15 +117,13 @@ pub struct ByLabel {
     pub scanner: u64,
 }
 
-impl ByLabel {
-    fn add(&mut self, label: &str, n: u64) {
-        match Label::parse(label) {
-            Some(Label::Human) => self.human += n,
-            Some(Label::PrivacyProxy) => self.privacy_proxy += n,
-            Some(Label::Scanner) => self.scanner += n,
-            None => {}
-        }
-    }
+/// One row of `rollup_series`: the plotted numbers of one hour (or, once folded, one day).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeriesRow {
+    /// Unix hours.
+    pub hour: u64,
+    /// Everything but `hour`, which is filled in from the row's.
+    pub point: HourPoint,
 }
 
 /// One point of the hourly series.
@@ -206,10 +204,12 @@ pub struct CampaignStats {
 }
 
 impl CampaignStats {
-    /// Adds up rollup rows. `links` maps link index to the registered destination.
+    /// Adds up `totals` (`rollup_total` rows) and takes the time series from `series_rows`
+    /// (`rollup_series`). `links` maps link index to the registered destination.
     pub fn from_rollups(
         campaign: &str,
-        rows: &[RollupRow],
+        totals: &[RollupRow],
+        series_rows: &[SeriesRow],
         links: &[(u16, String)],
     ) -> CampaignStats {
         let mut opens = Breakdown::default();
@@ -219,30 +219,16 @@ impl CampaignStats {
         let mut conversions = ConversionStats::default();
         let mut delivery: BTreeMap<String, ChannelDelivery> = BTreeMap::new();
         let mut unsubscribes = 0;
-        let mut series: BTreeMap<u64, HourPoint> = BTreeMap::new();
-        for row in rows {
+        for row in totals {
             let link = u16::try_from(row.link).ok();
             match row.metric.as_str() {
-                metric::OPEN => {
-                    opens.add_total(&row.label, row.n);
-                    series
-                        .entry(row.hour)
-                        .or_default()
-                        .opens
-                        .add(&row.label, row.n);
-                }
+                metric::OPEN => opens.add_total(&row.label, row.n),
                 metric::CLICK => {
                     clicks.add_total(&row.label, row.n);
                     if let Some(i) = link {
                         per_link.entry(i).or_default().add_total(&row.label, row.n);
                     }
-                    series
-                        .entry(row.hour)
-                        .or_default()
-                        .clicks
-                        .add(&row.label, row.n);
                 }
-                metric::UNSUBSCRIBE => series.entry(row.hour).or_default().unsubscribes += row.n,
                 metric::OPEN_UNIQUE => opens.add_unique(&row.label, row.n),
                 metric::CLICK_UNIQUE => match link {
                     Some(i) => per_link.entry(i).or_default().add_unique(&row.label, row.n),
@@ -258,9 +244,6 @@ impl CampaignStats {
                         .add(m, row.n);
                     if let Some(i) = link {
                         link_conversions.entry(i).or_default().add(m, row.n);
-                    }
-                    if m == metric::CONVERSION {
-                        series.entry(row.hour).or_default().conversions += row.n;
                     }
                 }
                 m => {
@@ -280,10 +263,7 @@ impl CampaignStats {
                     }
                     let d = delivery.entry(channel.to_owned()).or_default();
                     match outcome {
-                        metric::SENT => {
-                            d.sent += row.n;
-                            series.entry(row.hour).or_default().sent += row.n;
-                        }
+                        metric::SENT => d.sent += row.n,
                         metric::FAILED => d.failed += row.n,
                         metric::SKIPPED => {
                             *d.skipped.entry(row.label.clone()).or_default() += row.n
@@ -311,13 +291,14 @@ impl CampaignStats {
                 conversions: link_conversions.remove(&index).unwrap_or_default(),
             })
             .collect();
-        let series = series
-            .into_iter()
-            .map(|(hour, mut p)| {
-                p.hour = rfc3339_hour(hour);
-                p
+        let mut series: Vec<HourPoint> = series_rows
+            .iter()
+            .map(|r| HourPoint {
+                hour: rfc3339_hour(r.hour),
+                ..r.point.clone()
             })
             .collect();
+        series.sort_by(|a, b| a.hour.cmp(&b.hour));
         CampaignStats {
             campaign: campaign.to_owned(),
             delivery,
@@ -529,7 +510,27 @@ mod tests {
             (0, "https://a.example/".to_owned()),
             (2, "https://c.example/".to_owned()),
         ];
-        let s = CampaignStats::from_rollups("c1", &rows, &links);
+        let point = |hour, opens_human, unsubscribes, conversions, sent| SeriesRow {
+            hour,
+            point: HourPoint {
+                opens: ByLabel {
+                    human: opens_human,
+                    privacy_proxy: 2 * u64::from(hour == 10),
+                    scanner: 0,
+                },
+                unsubscribes,
+                conversions,
+                sent,
+                ..HourPoint::default()
+            },
+        };
+        // Out of order on purpose: the series comes out sorted.
+        let series = [
+            point(11, 1, 2, 3, 0),
+            point(9, 0, 0, 0, 7),
+            point(10, 3, 0, 0, 3),
+        ];
+        let s = CampaignStats::from_rollups("c1", &rows, &series, &links);
         assert_eq!(s.opens.total, 6);
         assert_eq!(s.opens.unique, 3);
         assert_eq!(

@@ -656,7 +656,12 @@ mod tests {
                 n: *n,
             })
             .collect();
-        CampaignStats::from_rollups(id, &rows, &[(0, "https://shop.example/a?x=<1>".into())])
+        CampaignStats::from_rollups(
+            id,
+            &rows,
+            &[],
+            &[(0, "https://shop.example/a?x=<1>".into())],
+        )
     }
 
     fn info(id: &str, name: &str) -> CampaignInfo {

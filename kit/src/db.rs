@@ -2,7 +2,7 @@
 
 use epistola_core::conversion::SiteOrigins;
 use epistola_core::site::SiteConfig;
-use epistola_core::stats::RollupRow;
+use epistola_core::stats::{ByLabel, HourPoint, RollupRow, SeriesRow};
 use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, QueueContentType, RawMessageBuilder, Result};
@@ -266,8 +266,21 @@ struct RollupRecord {
     metric: String,
     label: String,
     link_index: i64,
-    hour: i64,
     n: i64,
+}
+
+#[derive(Deserialize)]
+struct SeriesRecord {
+    hour: u64,
+    opens_human: u64,
+    opens_privacy_proxy: u64,
+    opens_scanner: u64,
+    clicks_human: u64,
+    clicks_privacy_proxy: u64,
+    clicks_scanner: u64,
+    unsubscribes: u64,
+    conversions: u64,
+    sent: u64,
 }
 
 #[derive(Deserialize)]
@@ -276,40 +289,88 @@ struct LinkRecord {
     url: String,
 }
 
-/// All rollup rows and registered links of a campaign, read in one round trip.
-pub async fn campaign_rollups(
-    env: &Env,
-    campaign: &str,
-) -> Result<(Vec<RollupRow>, Vec<(u16, String)>)> {
+/// What a campaign's stats are made of.
+#[derive(Debug, Default)]
+pub struct CampaignRollups {
+    /// `rollup_total` rows (hour 0): every count.
+    pub totals: Vec<RollupRow>,
+    /// `rollup_series` rows: the time series.
+    pub series: Vec<SeriesRow>,
+    /// Registered destination per link index.
+    pub links: Vec<(u16, String)>,
+    /// Rows D1 read to answer (reported in `Server-Timing`).
+    pub rows_read: usize,
+}
+
+/// All rollup rows and registered links of a campaign, read in one round trip: bounded by
+/// metrics × labels × links plus the days of its series, whatever the event count.
+pub async fn campaign_rollups(env: &Env, campaign: &str) -> Result<CampaignRollups> {
     let db = env.d1(bindings::DB)?;
+    let id = [text(campaign)];
     let results = db
         .batch(vec![
-            db.prepare("SELECT metric, label, link_index, hour, n FROM rollup_hourly WHERE campaign_id = ?1")
-                .bind(&[text(campaign)])?,
+            db.prepare("SELECT metric, label, link_index, n FROM rollup_total WHERE campaign_id = ?1")
+                .bind(&id)?,
+            db.prepare(
+                "SELECT hour, opens_human, opens_privacy_proxy, opens_scanner, clicks_human, clicks_privacy_proxy, \
+                 clicks_scanner, unsubscribes, conversions, sent FROM rollup_series WHERE campaign_id = ?1",
+            )
+            .bind(&id)?,
             db.prepare("SELECT link_index, url FROM campaign_links WHERE campaign_id = ?1 ORDER BY link_index")
-                .bind(&[text(campaign)])?,
+                .bind(&id)?,
         ])
         .await?;
-    let [rollups, links] = results.as_slice() else {
+    let [totals, series, links] = results.as_slice() else {
         return Err(worker::Error::RustError(
             "D1 batch returned an unexpected number of results".into(),
         ));
     };
-    let rows = rollups
+    let rows_read = results
+        .iter()
+        .filter_map(|r| r.meta().ok().flatten().and_then(|m| m.rows_read))
+        .sum();
+    let totals = totals
         .results::<RollupRecord>()?
         .into_iter()
         .map(|r| RollupRow {
             metric: r.metric,
             label: r.label,
             link: r.link_index,
-            hour: r.hour.max(0) as u64,
+            hour: 0,
             n: r.n.max(0) as u64,
         })
         .collect();
-    let links = links
-        .results::<LinkRecord>()?
+    let series = series
+        .results::<SeriesRecord>()?
         .into_iter()
-        .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
+        .map(|r| SeriesRow {
+            hour: r.hour,
+            point: HourPoint {
+                hour: String::new(),
+                opens: ByLabel {
+                    human: r.opens_human,
+                    privacy_proxy: r.opens_privacy_proxy,
+                    scanner: r.opens_scanner,
+                },
+                clicks: ByLabel {
+                    human: r.clicks_human,
+                    privacy_proxy: r.clicks_privacy_proxy,
+                    scanner: r.clicks_scanner,
+                },
+                unsubscribes: r.unsubscribes,
+                conversions: r.conversions,
+                sent: r.sent,
+            },
+        })
         .collect();
-    Ok((rows, links))
+    Ok(CampaignRollups {
+        totals,
+        series,
+        links: links
+            .results::<LinkRecord>()?
+            .into_iter()
+            .filter_map(|l| Some((u16::try_from(l.link_index).ok()?, l.url)))
+            .collect(),
+        rows_read,
+    })
 }

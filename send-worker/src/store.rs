@@ -464,9 +464,9 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
     Ok(env
         .d1(bindings::DB)?
         .prepare(
-            "SELECT metric, label, SUM(n) AS n FROM rollup_hourly WHERE campaign_id = ?1 \
+            "SELECT metric, label, n FROM rollup_total WHERE campaign_id = ?1 AND link_index = -1 \
              AND metric IN ('sent', 'skipped', 'deferred', 'failed', 'sms_sent', 'sms_skipped', 'sms_deferred', 'sms_failed') \
-             GROUP BY metric, label ORDER BY metric, label",
+             ORDER BY metric, label",
         )
         .bind(&[text(id)])?
         .all()
@@ -1037,16 +1037,28 @@ pub async fn set_chain_status(
 }
 
 /// Counts of a chain's runs by status.
-pub async fn chain_run_counts(env: &Env, id: &str) -> Result<Vec<(String, i64)>> {
+pub async fn chain_run_counts(env: &Env, id: &str) -> Result<Vec<(String, u64)>> {
+    counts_by_status(env, "chain_runs", "chain_id", id).await
+}
+
+/// `status → rows` of `table` where `column = value`. Table and column are our constants.
+async fn counts_by_status(
+    env: &Env,
+    table: &str,
+    column: &str,
+    value: &str,
+) -> Result<Vec<(String, u64)>> {
     #[derive(Deserialize)]
     struct Row {
         status: String,
-        n: i64,
+        n: u64,
     }
     Ok(env
         .d1(bindings::DB)?
-        .prepare("SELECT status, COUNT(*) AS n FROM chain_runs WHERE chain_id = ?1 GROUP BY status ORDER BY status")
-        .bind(&[text(id)])?
+        .prepare(format!(
+            "SELECT status, COUNT(*) AS n FROM {table} WHERE {column} = ?1 GROUP BY status ORDER BY status"
+        ))
+        .bind(&[text(value)])?
         .all()
         .await?
         .results::<Row>()?
@@ -1390,7 +1402,7 @@ pub async fn dashboard_campaigns(env: &Env) -> Result<Vec<CampaignListing>> {
         .batch(vec![
             db.prepare("SELECT id, name, status FROM campaigns ORDER BY created_at DESC, id LIMIT 100"),
             db.prepare(
-                "SELECT DISTINCT r.campaign_id AS id, r.campaign_id AS name, 'tracked' AS status FROM rollup_hourly r \
+                "SELECT DISTINCT r.campaign_id AS id, r.campaign_id AS name, 'tracked' AS status FROM rollup_total r \
                  WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id) \
                  AND NOT EXISTS (SELECT 1 FROM chains h WHERE r.campaign_id LIKE h.id || '.%') \
                  ORDER BY r.campaign_id LIMIT 100",
@@ -1426,7 +1438,7 @@ struct TotalRecord {
     n: i64,
 }
 
-/// All-time rollup totals (hours added up) for these campaigns: rows per campaign, not per event.
+/// All-time totals (`rollup_total`) of these campaigns: rows per campaign, not per event.
 pub async fn rollup_totals(
     env: &Env,
     campaigns: &[String],
@@ -1438,8 +1450,8 @@ pub async fn rollup_totals(
     let rows = env
         .d1(bindings::DB)?
         .prepare(
-            "SELECT campaign_id, metric, label, link_index, SUM(n) AS n FROM rollup_hourly \
-             WHERE campaign_id IN (SELECT value FROM json_each(?1)) GROUP BY campaign_id, metric, label, link_index",
+            "SELECT campaign_id, metric, label, link_index, n FROM rollup_total \
+             WHERE campaign_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(&[text(&serde_json::to_string(campaigns)?)])?
         .all()
@@ -1630,21 +1642,7 @@ pub async fn list_endpoints(env: &Env) -> Result<Vec<EndpointRow>> {
 
 /// Delivery counts of one endpoint by status.
 pub async fn endpoint_delivery_counts(env: &Env, id: &str) -> Result<Vec<(String, u64)>> {
-    #[derive(Deserialize)]
-    struct Row {
-        status: String,
-        n: u64,
-    }
-    Ok(env
-        .d1(bindings::DB)?
-        .prepare("SELECT status, COUNT(*) AS n FROM webhook_deliveries WHERE endpoint_id = ?1 GROUP BY status")
-        .bind(&[text(id)])?
-        .all()
-        .await?
-        .results::<Row>()?
-        .into_iter()
-        .map(|r| (r.status, r.n))
-        .collect())
+    counts_by_status(env, "webhook_deliveries", "endpoint_id", id).await
 }
 
 /// Disables an endpoint; its pending deliveries are not sent. Returns whether it existed.

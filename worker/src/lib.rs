@@ -32,13 +32,36 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
 }
 
 /// Cron (wrangler.toml `[triggers]`, every minute): the sending worker's tick (campaign fan-out,
-/// deferred sends that are due), then housekeeping that keeps tables bounded.
+/// deferred sends that are due, webhooks), then housekeeping that keeps tables bounded (hourly:
+/// series compaction and raw-event retention).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
     routes::tick_sender(&env).await;
-    match store::prune_rate_limits(&env, now_seconds()).await {
+    let now = now_seconds();
+    match store::prune_rate_limits(&env, now).await {
         Ok(n) if n > 0 => worker::console_log!("cron: pruned {n} expired rate-limit windows"),
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: pruning rate limits failed: {e}"),
     }
+    let setting = |name: &str, default: u64| {
+        config::text(&env, name)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(default)
+    };
+    let hourly_hours = setting("SERIES_HOURLY_HOURS", DEFAULT_SERIES_HOURLY_HOURS);
+    let retention_days = setting("EVENT_RETENTION_DAYS", DEFAULT_EVENT_RETENTION_DAYS);
+    match store::maintain(&env, now, hourly_hours, retention_days).await {
+        Ok(m) if m.ran => worker::console_log!(
+            "cron: maintenance folded {} series hours into days, pruned {} raw events",
+            m.hours_folded,
+            m.events_pruned
+        ),
+        Ok(_) => {}
+        Err(e) => worker::console_error!("cron: maintenance failed: {e}"),
+    }
 }
+
+/// The time series stays hourly this long, then each day is one row.
+const DEFAULT_SERIES_HOURLY_HOURS: u64 = 48;
+/// Raw events are kept this long (13 months: a year-on-year comparison); counters forever.
+const DEFAULT_EVENT_RETENTION_DAYS: u64 = 395;

@@ -315,3 +315,91 @@ pub async fn prune_rate_limits(env: &Env, now: u64) -> Result<u64> {
         .and_then(|m| m.changes)
         .map_or(0, |c| c as u64))
 }
+
+/// What one maintenance run did.
+#[derive(Debug, Default)]
+pub struct Maintenance {
+    pub ran: bool,
+    pub hours_folded: u64,
+    pub events_pruned: u64,
+}
+
+/// The counted columns of `rollup_series` (migrations/0011_rollup_totals.sql).
+const SERIES_COLUMNS: &str = "opens_human, opens_privacy_proxy, opens_scanner, clicks_human, \
+clicks_privacy_proxy, clicks_scanner, unsubscribes, conversions, sent";
+
+/// Raw events deleted per maintenance run at most: a run stays short; a backlog clears over hours.
+const PRUNE_BATCH: u32 = 50_000;
+
+/// Once an hour (claimed in `daily_jobs`, so concurrent crons run it once): folds series hours
+/// older than `hourly_hours` into their day (counts unchanged, fewer rows), and deletes raw events
+/// and finished webhook deliveries older than `retention_days`. Counters are never pruned.
+pub async fn maintain(
+    env: &Env,
+    now: u64,
+    hourly_hours: u64,
+    retention_days: u64,
+) -> Result<Maintenance> {
+    let db = env.d1(bindings::DB)?;
+    let hour = now / 3600;
+    let claimed = db
+        .prepare(
+            "INSERT INTO daily_jobs (name, day) VALUES ('maintenance', ?1) \
+             ON CONFLICT (name) DO UPDATE SET day = excluded.day WHERE day <> excluded.day",
+        )
+        .bind(&[text(&hour.to_string())])?
+        .run()
+        .await?
+        .meta()?
+        .and_then(|m| m.changes)
+        .unwrap_or(0);
+    if claimed == 0 {
+        return Ok(Maintenance::default());
+    }
+    let fold_before = int(hour.saturating_sub(hourly_hours) as i64);
+    let prune_before = int(now.saturating_sub(retention_days * 86_400) as i64);
+    let results = db
+        .batch(vec![
+            db.prepare(format!(
+                "INSERT INTO rollup_series (campaign_id, hour, {SERIES_COLUMNS}) \
+                 SELECT campaign_id, hour - hour % 24, {sums} FROM rollup_series \
+                 WHERE hour < ?1 AND hour % 24 <> 0 GROUP BY campaign_id, hour - hour % 24 \
+                 ON CONFLICT DO UPDATE SET {adds}",
+                sums = SERIES_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("SUM({c})"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                adds = SERIES_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("{c} = {c} + excluded.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ))
+            .bind(std::slice::from_ref(&fold_before))?,
+            db.prepare("DELETE FROM rollup_series WHERE hour < ?1 AND hour % 24 <> 0")
+                .bind(&[fold_before])?,
+            db.prepare(
+                "DELETE FROM events WHERE id IN \
+                 (SELECT id FROM events WHERE occurred_at < ?1 ORDER BY occurred_at LIMIT ?2)",
+            )
+            .bind(&[prune_before.clone(), int(i64::from(PRUNE_BATCH))])?,
+            db.prepare(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at < ?1",
+            )
+            .bind(&[prune_before])?,
+        ])
+        .await?;
+    let changes = |i: usize| {
+        results
+            .get(i)
+            .and_then(|r| r.meta().ok().flatten())
+            .and_then(|m| m.changes)
+            .map_or(0, |c| c as u64)
+    };
+    Ok(Maintenance {
+        ran: true,
+        hours_folded: changes(1),
+        events_pruned: changes(2),
+    })
+}

@@ -176,7 +176,7 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
         .into_iter()
         .map(|c| {
             let rows = totals.remove(&c.id).unwrap_or_default();
-            let stats = CampaignStats::from_rollups(&c.id, &rows, &[]);
+            let stats = CampaignStats::from_rollups(&c.id, &rows, &[], &[]);
             (
                 CampaignInfo {
                     id: c.id,
@@ -191,21 +191,24 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
 
 async fn one_campaign(env: &Env, id: &str) -> ApiResult<(CampaignInfo, CampaignStats)> {
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
-    let (rows, links) = campaign_rollups(env, id).await?;
+    let r = campaign_rollups(env, id).await?;
     let info = match store::campaign_listing(env, id).await? {
         Some(c) => CampaignInfo {
             id: c.id,
             name: c.name,
             status: c.status,
         },
-        None if !rows.is_empty() => CampaignInfo {
+        None if !r.totals.is_empty() => CampaignInfo {
             id: id.to_owned(),
             name: id.to_owned(),
             status: "tracked".into(),
         },
         None => return Err(ApiError::new(404, "not_found", "no such campaign")),
     };
-    Ok((info, CampaignStats::from_rollups(id, &rows, &links)))
+    Ok((
+        info,
+        CampaignStats::from_rollups(id, &r.totals, &r.series, &r.links),
+    ))
 }
 
 async fn chain_infos(env: &Env) -> ApiResult<Vec<ChainInfo>> {
@@ -229,7 +232,7 @@ async fn chain_infos(env: &Env) -> ApiResult<Vec<ChainInfo>> {
                 .map(|n| {
                     let id = step_stats_id(&c.id, n);
                     let rows = totals.get(&id).map(Vec::as_slice).unwrap_or(&[]);
-                    CampaignStats::from_rollups(&id, rows, &[])
+                    CampaignStats::from_rollups(&id, rows, &[], &[])
                 })
                 .collect();
             ChainInfo {

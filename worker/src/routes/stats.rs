@@ -16,13 +16,19 @@ pub async fn campaign(req: &Request, env: &Env, id: &str) -> ApiResult<Response>
     let url = req.inner().url();
     let format = query_value(&url, "format").unwrap_or("json");
     let view = query_value(&url, "view").unwrap_or("summary");
-    let (rows, links) = store::campaign_rollups(env, id).await?;
-    let stats = CampaignStats::from_rollups(id, &rows, &links);
-    match (format, view) {
-        ("json", _) => Ok(http::json(200, &stats)),
-        ("csv", "summary") => Ok(http::csv(stats.summary_csv(), &format!("{id}-summary.csv"))),
-        ("csv", "series") => Ok(http::csv(stats.series_csv(), &format!("{id}-hourly.csv"))),
-        ("csv", _) => Err(ApiError::field("view", "must be `summary` or `series`")),
-        _ => Err(ApiError::field("format", "must be `json` or `csv`")),
-    }
+    let r = store::campaign_rollups(env, id).await?;
+    let stats = CampaignStats::from_rollups(id, &r.totals, &r.series, &r.links);
+    let mut resp = match (format, view) {
+        ("json", _) => http::json(200, &stats),
+        ("csv", "summary") => http::csv(stats.summary_csv(), &format!("{id}-summary.csv")),
+        ("csv", "series") => http::csv(stats.series_csv(), &format!("{id}-hourly.csv")),
+        ("csv", _) => return Err(ApiError::field("view", "must be `summary` or `series`")),
+        _ => return Err(ApiError::field("format", "must be `json` or `csv`")),
+    };
+    // What the read cost, for dashboards and the scale benchmark (bench/stats-scale.mjs).
+    let _ = resp.headers_mut().set(
+        "Server-Timing",
+        &format!("d1;desc=\"rows read {}\"", r.rows_read),
+    );
+    Ok(resp)
 }
