@@ -18,6 +18,7 @@ pub mod ids;
 pub mod iphash;
 pub mod policy;
 pub mod retry;
+pub mod rfm;
 pub mod segment;
 pub mod site;
 pub mod stats;

@@ -45,10 +45,13 @@ pub struct Recipient<'a> {
     pub recent_sends: &'a [u64],
     /// The contact's UTC offset now, in seconds (from their time zone; the adapter resolves DST).
     pub utc_offset_seconds: i32,
+    /// RFM segment (`core::rfm`), for per-segment caps; `None` for contacts who never bought.
+    pub rfm_segment: Option<&'a str>,
 }
 
 /// Cross-campaign frequency caps and quiet hours (configurable as JSON, e.g.
-/// `{"caps": [[57600, 1], [604800, 3]], "quiet_hours": [21, 9]}`).
+/// `{"caps": [[57600, 1], [604800, 3]], "quiet_hours": [21, 9],
+///   "segment_caps": {"at_risk": [[604800, 1]], "champions": [[28800, 1], [604800, 5]]}}`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -56,6 +59,28 @@ pub struct Limits {
     pub caps: Vec<(u64, usize)>,
     /// Local quiet hours [start, end) in hours, wrapping midnight, e.g. (21, 9).
     pub quiet_hours: (u8, u8),
+    /// Caps for contacts in an RFM segment, instead of `caps` (e.g. fewer letters to customers at
+    /// risk of leaving, more to champions).
+    pub segment_caps: std::collections::BTreeMap<String, Vec<(u64, usize)>>,
+}
+
+impl Limits {
+    /// The caps that apply to a contact in `segment`.
+    pub fn caps_for(&self, segment: Option<&str>) -> &[(u64, usize)] {
+        segment
+            .and_then(|s| self.segment_caps.get(s))
+            .unwrap_or(&self.caps)
+    }
+
+    /// The longest cap window of any segment: how far back recent sends must be read.
+    pub fn longest_window(&self) -> u64 {
+        self.caps
+            .iter()
+            .chain(self.segment_caps.values().flatten())
+            .map(|(w, _)| *w)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 impl Default for Limits {
@@ -63,6 +88,7 @@ impl Default for Limits {
         Limits {
             caps: vec![(16 * 3600, 1), (7 * 86_400, 3)],
             quiet_hours: (21, 9),
+            segment_caps: Default::default(),
         }
     }
 }
@@ -179,7 +205,7 @@ pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64)
                 DeferReason::QuietHours,
             ))
         } else {
-            cap_release(to.recent_sends, &limits.caps, earliest)
+            cap_release(to.recent_sends, limits.caps_for(to.rfm_segment), earliest)
                 .map(|t| (t, DeferReason::FrequencyCap))
         };
         match next {
@@ -509,6 +535,7 @@ mod tests {
                 already_sent: c.already_sent,
                 recent_sends: &c.recent,
                 utc_offset_seconds: c.offset,
+                rfm_segment: None,
             };
             assert_eq!(
                 decide(&msg, &to, &Limits::default(), TUE_NOON),
@@ -544,6 +571,7 @@ mod tests {
                 already_sent: false,
                 recent_sends: &sent,
                 utc_offset_seconds: 0,
+                rfm_segment: None,
             };
             match decide(&msg, &to, &Limits::default(), now) {
                 Decision::Send => sent.push(now),
@@ -558,5 +586,46 @@ mod tests {
             }
         }
         assert_eq!((sent.len(), deferred), (1, 10));
+    }
+
+    #[test]
+    fn rfm_segments_get_their_own_caps() {
+        let limits: Limits = serde_json::from_value(serde_json::json!({
+            "caps": [[57600, 1]],
+            "segment_caps": {"champions": [[3600, 2]], "at_risk": [[604800, 1]]}
+        }))
+        .expect("valid limits");
+        let consents = BTreeMap::from([(("newsletter".to_owned(), Channel::Email), true)]);
+        let attributes = BTreeMap::new();
+        let msg = Outgoing {
+            kind: SendKind::Campaign,
+            purpose: "newsletter",
+            channel: Channel::Email,
+            audience_tags: &[],
+            window: None,
+        };
+        // One letter two hours ago; another now?
+        let recent = [TUE_NOON - 7200];
+        let cases = [
+            (None, false),             // default: 1 per 16 h
+            (Some("champions"), true), // 2 per hour
+            (Some("at_risk"), false),  // 1 per week
+            (Some("new"), false),      // no own caps: the default
+        ];
+        for (segment, sends) in cases {
+            let to = Recipient {
+                suppressed: false,
+                consents: &consents,
+                attributes: &attributes,
+                on_test_list: false,
+                already_sent: false,
+                recent_sends: &recent,
+                utc_offset_seconds: 0,
+                rfm_segment: segment,
+            };
+            let d = decide(&msg, &to, &limits, TUE_NOON);
+            assert_eq!(d == Decision::Send, sends, "{segment:?}: {d:?}");
+        }
+        assert_eq!(limits.longest_window(), 604_800);
     }
 }

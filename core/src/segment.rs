@@ -7,7 +7,8 @@
 //!          {"tag": "vip"},
 //!          {"not": {"opened": "spring-sale"}},
 //!          {"no_open_days": 30},
-//!          {"purchased_within_days": 90}]}
+//!          {"purchased_within_days": 90},
+//!          {"rfm": ["champions", "loyal"]}]}
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +37,8 @@ pub enum Rule {
     NoOpenDays(u32),
     /// A `purchase` event in the last N days.
     PurchasedWithinDays(u32),
+    /// In one of these RFM segments (`core::rfm::SEGMENTS`), as of the last daily scoring.
+    Rfm(Vec<String>),
 }
 
 /// A test on one attribute; exactly one of `eq`, `in`, `exists` is given.
@@ -62,6 +65,8 @@ pub struct Facts {
     pub last_open: Option<u64>,
     /// Unix seconds of the latest `purchase` event.
     pub last_purchase: Option<u64>,
+    /// RFM segment from the last daily scoring; `None` for contacts who never bought.
+    pub rfm: Option<String>,
 }
 
 /// Why a rule is refused, with where in it.
@@ -76,7 +81,7 @@ pub struct RuleError {
 pub fn parse(value: &serde_json::Value) -> Result<Rule, RuleError> {
     let rule: Rule = serde_json::from_value(value.clone()).map_err(|_| RuleError {
         path: "segment".into(),
-        problem: "not a segment rule (use all, any, not, attribute, tag, opened, clicked, no_open_days, purchased_within_days, everyone)",
+        problem: "not a segment rule (use all, any, not, attribute, tag, opened, clicked, no_open_days, purchased_within_days, rfm, everyone)",
     })?;
     let mut nodes = 0;
     check(&rule, "segment", 0, &mut nodes)?;
@@ -123,6 +128,10 @@ fn check(rule: &Rule, path: &str, depth: usize, nodes: &mut usize) -> Result<(),
             fail("must not be empty")
         }
         Rule::NoOpenDays(0) | Rule::PurchasedWithinDays(0) => fail("days must be at least 1"),
+        Rule::Rfm(names) if names.is_empty() => fail("name at least one RFM segment"),
+        Rule::Rfm(names) if names.iter().any(|n| !crate::rfm::SEGMENTS.contains(&n.as_str())) => {
+            fail("unknown RFM segment (champions, loyal, new, promising, at_risk, hibernating, needs_attention)")
+        }
         _ => Ok(()),
     }
 }
@@ -155,6 +164,7 @@ pub fn matches(rule: &Rule, facts: &Facts, now: u64) -> bool {
             let since = now.saturating_sub(u64::from(*days) * 86_400);
             facts.last_purchase.is_some_and(|t| t >= since)
         }
+        Rule::Rfm(names) => facts.rfm.as_ref().is_some_and(|s| names.contains(s)),
     }
 }
 
@@ -163,9 +173,11 @@ pub fn needs_engagement(rule: &Rule) -> bool {
     match rule {
         Rule::All(rules) | Rule::Any(rules) => rules.iter().any(needs_engagement),
         Rule::Not(r) => needs_engagement(r),
-        Rule::Opened(_) | Rule::Clicked(_) | Rule::NoOpenDays(_) | Rule::PurchasedWithinDays(_) => {
-            true
-        }
+        Rule::Opened(_)
+        | Rule::Clicked(_)
+        | Rule::NoOpenDays(_)
+        | Rule::PurchasedWithinDays(_)
+        | Rule::Rfm(_) => true,
         _ => false,
     }
 }
@@ -184,6 +196,7 @@ mod tests {
         f.last_open = Some(1_000_000);
         // 20 days before `now` in the test below.
         f.last_purchase = Some(1_000_000 + 10 * 86_400 - 20 * 86_400);
+        f.rfm = Some("loyal".into());
         f
     }
 
@@ -221,6 +234,8 @@ mod tests {
             (json!({"purchased_within_days": 30}), true),
             (json!({"purchased_within_days": 10}), false),
             (json!({"not": {"purchased_within_days": 10}}), true),
+            (json!({"rfm": ["champions", "loyal"]}), true),
+            (json!({"rfm": ["at_risk"]}), false),
             (json!({"all": [{"tag": "vip"}, {"opened": "spring"}]}), true),
             (
                 json!({"all": [{"tag": "vip"}, {"clicked": "spring"}]}),
@@ -238,6 +253,8 @@ mod tests {
     fn never_opened_counts_as_inactive() {
         let rule = parse(&json!({"no_open_days": 30})).expect("valid");
         assert!(matches(&rule, &Facts::default(), 100));
+        let never_bought = parse(&json!({"rfm": ["hibernating"]})).expect("valid");
+        assert!(!matches(&never_bought, &Facts::default(), 100));
     }
 
     #[test]
@@ -253,6 +270,11 @@ mod tests {
                 "segment: give exactly one of eq, in, exists",
             ),
             (json!({"everyone": false}), "segment: everyone must be true"),
+            (json!({"rfm": []}), "segment: name at least one RFM segment"),
+            (
+                json!({"any": [{"rfm": ["vips"]}]}),
+                "segment[0]: unknown RFM segment (champions, loyal, new, promising, at_risk, hibernating, needs_attention)",
+            ),
             (
                 json!({"no_open_days": 0}),
                 "segment: days must be at least 1",

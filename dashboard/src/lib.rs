@@ -613,16 +613,41 @@ fn portrait_rows(answers: &[AnswerShare]) -> Vec<[String; 5]> {
 
 const PORTRAIT_HEAD: [&str; 5] = ["Site", "Question", "Answer", "Captures", "Share"];
 
-/// The audience's portrait: the share of each capture answer, per site and question.
-pub fn audience(answers: &[AnswerShare]) -> String {
+/// Buyers in one RFM segment (`core::rfm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentCount {
+    pub segment: String,
+    pub buyers: u64,
+    /// Of them, repeat buyers whose rhythm has stopped.
+    pub churn_risk: u64,
+}
+
+/// The audience's portrait: buyers by RFM segment, and the share of each capture answer per site
+/// and question.
+pub fn audience(answers: &[AnswerShare], segments: &[SegmentCount]) -> String {
     let rows: Vec<Vec<String>> = portrait_rows(answers)
         .iter()
         .map(|r| r.iter().map(|c| escape(c)).collect())
         .collect();
+    let buyers: u64 = segments.iter().map(|s| s.buyers).sum();
+    let rfm: Vec<Vec<String>> = segments
+        .iter()
+        .map(|s| {
+            vec![
+                escape(&s.segment),
+                s.buyers.to_string(),
+                pct(s.buyers, buyers),
+                s.churn_risk.to_string(),
+            ]
+        })
+        .collect();
     layout(
         "Audience",
         &format!(
-            "<h2>Capture answers</h2>{}",
+            "<h2>Buyers by RFM segment</h2><p class=\"muted\">Scored daily from purchases: recency, \
+frequency, monetary. Use them in segment rules (<code>{{\"rfm\": [\"at_risk\"]}}</code>) and caps.</p>{}\
+<h2>Capture answers</h2>{}",
+            table(&["Segment", "Buyers", "Share", "Churn risk"], &rfm, None),
             table(&PORTRAIT_HEAD, &rows, Some("/dashboard/audience.csv"))
         ),
     )

@@ -272,6 +272,9 @@ async fn select(
         for (contact, at) in e.last_purchase {
             engaged.entry(contact).or_default().last_purchase = Some(at);
         }
+        for (contact, segment) in store::rfm_segments(env, &ids).await? {
+            engaged.entry(contact).or_default().rfm = Some(segment);
+        }
     }
     Ok(page
         .iter()
@@ -469,7 +472,13 @@ pub async fn deliver(
         .iter()
         .map(|(c, k)| (c.as_str(), k.as_str()))
         .collect();
-    let longest_cap = limits.caps.iter().map(|(w, _)| *w).max().unwrap_or(0);
+    let longest_cap = limits.longest_window();
+    // Per-segment caps need each recipient's RFM segment; without them, no read.
+    let segments = if limits.segment_caps.is_empty() {
+        HashMap::new()
+    } else {
+        store::rfm_segments(env, &contact_ids).await?
+    };
     let mut facts = store::chunk_facts(
         env,
         m.site_id,
@@ -578,6 +587,7 @@ pub async fn deliver(
                 .as_deref()
                 .and_then(|tz| utc_offset_seconds(tz, now))
                 .unwrap_or(0),
+            rfm_segment: segments.get(&contact.id).map(String::as_str),
         };
         let mut record = CampaignSend {
             send_key: &key,

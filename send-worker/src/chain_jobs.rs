@@ -1,5 +1,5 @@
 //! Trigger chains at send time: the tick finds runs whose step is due (and once a day turns
-//! birthdays into events); each chunk checks the step's condition, sends the step's message through
+//! birthdays, inactivity and churn risk into events, and scores buyers by RFM); each chunk checks the step's condition, sends the step's message through
 //! the same guardrails as campaigns (send key per run and step), and moves the run on. A deferred
 //! message keeps the run at its step until the deferral ends.
 
@@ -9,6 +9,7 @@ use epistola_core::chain::{inactivity_days, leaves, step_stats_id, StepInput};
 use epistola_core::contact::utc_date;
 use epistola_core::event::{ChainChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::policy::SendKind;
+use epistola_core::rfm::score_all;
 use epistola_core::segment::Facts;
 use epistola_core::site::Channel;
 use epistola_worker_kit::db::enqueue_batch;
@@ -23,7 +24,8 @@ const RUN_LEASE_SECONDS: u64 = 900;
 
 /// Queues chunks for chain runs that are due; once a day, records birthdays as events.
 pub async fn tick(env: &Env, now: u64) -> worker::Result<(usize, u64)> {
-    let births = birthdays(env, now).await? + inactivity(env, now).await?;
+    let births =
+        birthdays(env, now).await? + inactivity(env, now).await? + rfm_daily(env, now).await?;
     let due = store::due_chain_runs(env, now, RUN_LEASE_SECONDS).await?;
     let mut groups: BTreeMap<(String, usize), Vec<(String, String)>> = BTreeMap::new();
     for r in &due {
@@ -103,6 +105,40 @@ async fn inactivity(env: &Env, now: u64) -> worker::Result<u64> {
         enrolled += store::record_events_and_enrol(env, &events, now).await?;
     }
     Ok(enrolled)
+}
+
+/// Once a day: RFM scores for every buyer (`core::rfm`), stored for segment rules and caps, and a
+/// `churn.risk` event for each repeat buyer whose rhythm has stopped. The event id names the last
+/// order, so one quiet spell enrols a win-back chain once.
+async fn rfm_daily(env: &Env, now: u64) -> worker::Result<u64> {
+    let Some((day, _)) = utc_date(now) else {
+        return Ok(0);
+    };
+    if !store::claim_daily(env, "rfm", &day).await? {
+        return Ok(0);
+    }
+    let buyers = store::purchase_history(env).await?;
+    let scores = score_all(&buyers, now);
+    store::save_rfm(env, &scores, &buyers, now).await?;
+    let events: Vec<NewEvent> = scores
+        .iter()
+        .zip(&buyers)
+        .filter(|(s, _)| s.churn_risk)
+        .map(|(s, b)| NewEvent {
+            id: format!("churn.risk.{}.{}", s.contact, b.last_at),
+            contact_id: s.contact.clone(),
+            kind: "churn.risk".into(),
+            at: now,
+            data: serde_json::json!({ "last_order_at": b.last_at, "orders": b.orders, "segment": s.segment })
+                .to_string(),
+        })
+        .collect();
+    worker::console_log!(
+        "rfm: scored {} buyers, {} at churn risk",
+        scores.len(),
+        events.len()
+    );
+    store::record_events_and_enrol(env, &events, now).await
 }
 
 pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobOutcome {

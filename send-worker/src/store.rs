@@ -1658,3 +1658,121 @@ pub async fn disable_endpoint(env: &Env, id: &str, now: u64) -> Result<bool> {
         .and_then(|m| m.changes)
         .is_some_and(|c| c > 0))
 }
+
+/// Every buyer's orders from `purchase` events, an order counted once however many events report
+/// it (the widget's `order.{id}` and the API's event for the same order id).
+pub async fn purchase_history(env: &Env) -> Result<Vec<epistola_core::rfm::Purchases>> {
+    #[derive(Deserialize)]
+    struct Row {
+        contact_id: String,
+        orders: u64,
+        total: Option<f64>,
+        first_at: u64,
+        last_at: u64,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT contact_id, COUNT(*) AS orders, SUM(value) AS total, MIN(at) AS first_at, MAX(at) AS last_at FROM \
+             (SELECT contact_id, COALESCE(json_extract(data, '$.order_id'), id) AS order_key, \
+                     MAX(CAST(COALESCE(json_extract(data, '$.value'), 0) AS REAL)) AS value, MIN(at) AS at \
+              FROM contact_events WHERE type = 'purchase' GROUP BY contact_id, order_key) \
+             GROUP BY contact_id",
+        )
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| epistola_core::rfm::Purchases {
+            contact: r.contact_id,
+            orders: r.orders,
+            total: r.total.unwrap_or(0.0),
+            first_at: r.first_at,
+            last_at: r.last_at,
+        })
+        .collect())
+}
+
+/// Replaces the stored RFM scores (buyers who are gone, e.g. erased, drop out).
+pub async fn save_rfm(
+    env: &Env,
+    scores: &[epistola_core::rfm::Score],
+    buyers: &[epistola_core::rfm::Purchases],
+    now: u64,
+) -> Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let mut statements = vec![db
+        .prepare("DELETE FROM contact_rfm WHERE computed_at < ?1")
+        .bind(&[int(now as i64)])?];
+    let rows: Vec<serde_json::Value> = scores
+        .iter()
+        .zip(buyers)
+        .map(|(s, b)| {
+            serde_json::json!({
+                "c": s.contact, "r": s.r, "f": s.f, "m": s.m, "s": s.segment, "o": b.orders,
+                "t": b.total, "l": b.last_at, "x": s.churn_risk,
+            })
+        })
+        .collect();
+    for chunk in rows.chunks(BULK_ROWS) {
+        statements.push(
+            db.prepare(
+                "INSERT INTO contact_rfm (contact_id, r, f, m, segment, orders, total, last_at, churn_risk, computed_at) \
+                 SELECT json_extract(value, '$.c'), json_extract(value, '$.r'), json_extract(value, '$.f'), \
+                 json_extract(value, '$.m'), json_extract(value, '$.s'), json_extract(value, '$.o'), \
+                 json_extract(value, '$.t'), json_extract(value, '$.l'), json_extract(value, '$.x'), ?2 \
+                 FROM json_each(?1) WHERE true \
+                 ON CONFLICT (contact_id) DO UPDATE SET r = excluded.r, f = excluded.f, m = excluded.m, \
+                 segment = excluded.segment, orders = excluded.orders, total = excluded.total, \
+                 last_at = excluded.last_at, churn_risk = excluded.churn_risk, computed_at = excluded.computed_at",
+            )
+            .bind(&[text(&serde_json::to_string(chunk)?), int(now as i64)])?,
+        );
+    }
+    // One transaction: readers see yesterday's scores or today's, never a mix.
+    db.batch(statements).await?;
+    Ok(())
+}
+
+/// RFM segments of these contacts (buyers only).
+pub async fn rfm_segments(
+    env: &Env,
+    contacts: &[String],
+) -> Result<std::collections::HashMap<String, String>> {
+    #[derive(Deserialize)]
+    struct Row {
+        contact_id: String,
+        segment: String,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare("SELECT contact_id, segment FROM contact_rfm WHERE contact_id IN (SELECT value FROM json_each(?1))")
+        .bind(&[text(&serde_json::to_string(contacts)?)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.contact_id, r.segment))
+        .collect())
+}
+
+/// Buyers per RFM segment, with how many are at churn risk.
+pub async fn rfm_counts(env: &Env) -> Result<Vec<(String, u64, u64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        segment: String,
+        n: u64,
+        at_risk: u64,
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT segment, COUNT(*) AS n, SUM(churn_risk) AS at_risk FROM contact_rfm GROUP BY segment ORDER BY n DESC, segment",
+        )
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.segment, r.n, r.at_risk))
+        .collect())
+}

@@ -10,7 +10,7 @@ use epistola_core::chain::step_stats_id;
 use epistola_core::ids::validate_id;
 use epistola_core::stats::CampaignStats;
 use epistola_core::url::{origin_of, query_value};
-use epistola_dashboard::{self as page, AnswerShare, CampaignInfo, ChainInfo};
+use epistola_dashboard::{self as page, AnswerShare, CampaignInfo, ChainInfo, SegmentCount};
 use epistola_worker_kit::db::{campaign_rollups, token_scopes};
 use worker::{Env, Method, Request, Response};
 
@@ -80,7 +80,18 @@ async fn page_for(req: &Request, env: &Env, rest: &[&str], _now: u64) -> ApiResu
             page::chains_csv(&chain_infos(env).await?),
             "chains.csv",
         )),
-        ["audience"] => Ok(html(page::audience(&answers(env).await?))),
+        ["audience"] => Ok(html(page::audience(
+            &answers(env).await?,
+            &store::rfm_counts(env)
+                .await?
+                .into_iter()
+                .map(|(segment, buyers, churn_risk)| SegmentCount {
+                    segment,
+                    buyers,
+                    churn_risk,
+                })
+                .collect::<Vec<_>>(),
+        ))),
         ["audience.csv"] => Ok(http::csv(
             page::audience_csv(&answers(env).await?),
             "audience.csv",
