@@ -31,7 +31,7 @@ TOKEN="ep_$(rand)"
 HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 NOW="$(date +%s)"
 wrangler d1 execute DB --local --command \
-  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write', $NOW);" >/dev/null
+  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write', $NOW);" >/dev/null
 
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT INT TERM
@@ -78,6 +78,9 @@ Epistola is running at $BASE
 
 Demo API token (all scopes):
   $TOKEN
+
+Dashboard (sign in with the token above; localhost, so the Secure session cookie is accepted):
+  http://localhost:$PORT/dashboard
 
 A demo campaign "demo" was signed for contact "demo-reader":
 $SIGNED

@@ -11,3 +11,5 @@ export WRANGLER_LOG_PATH="$ROOT/.wrangler/logs"
 # The exact wasm-bindgen in Cargo.lock (also pinned in Cargo.toml): the CLI must match it.
 WASM_BINDGEN_VERSION="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
 WORKER_BUILD_VERSION="0.8.7"
+CARGO_DENY_VERSION="0.20.2"
+CARGO_FUZZ_VERSION="0.13.2"

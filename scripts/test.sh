@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing, then runs every check and test: formatting, lints (native and wasm),
-# the core's unit/property/vector tests, a release build of both workers (with their size budgets),
-# and the end-to-end tests against that build under wrangler dev with local D1 and Queues.
+# the dependency policy, the core's unit/property/vector tests, a release build of both workers
+# (with their size budgets), each fuzz target for a short fixed time, and the end-to-end tests
+# against that build under wrangler dev with local D1 and Queues.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
@@ -20,11 +21,17 @@ cargo clippy -p epistola-worker -p epistola-send-worker --target wasm32-unknown-
 # The core, the sender and the dashboard must stay free of JS bindings: they have to build for bare wasm32 on their own.
 cargo check -p epistola-core -p epistola-sender -p epistola-dashboard --target wasm32-unknown-unknown --locked
 
+step "dependency policy (cargo deny: licences, bans, sources)"
+cargo deny --log-level error check licenses bans sources
+
 step "core, sender and dashboard tests"
 cargo test -p epistola-core -p epistola-sender -p epistola-dashboard --locked
 
 step "release build"
 scripts/build.sh
+
+step "fuzzing (each target ${FUZZ_SECONDS:-20} s)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
 
 step "end-to-end tests"
 node --test --test-concurrency=1 tests/e2e/

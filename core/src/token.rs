@@ -381,11 +381,17 @@ fn decode_body(body: &[u8]) -> Result<Claims, TokenError> {
         *slot = r.text(len, field)?;
     }
     let [campaign, contact, message] = ids;
+    // The same rules as `encode_body`: a token this build could not have signed is refused even
+    // when its MAC holds (found by fuzzing: an empty campaign verified).
+    validate_id(&campaign, false).map_err(|_| TokenError::InvalidField("campaign"))?;
+    validate_id(&contact, true).map_err(|_| TokenError::InvalidField("contact"))?;
+    validate_id(&message, true).map_err(|_| TokenError::InvalidField("message"))?;
     let link = match purpose {
         Purpose::Click => {
             let index = r.u16("link.index")?;
             let len = usize::from(r.u16("link.url")?);
             let url = r.text(len, "link.url")?;
+            validate_destination(&url).map_err(|_| TokenError::InvalidField("link.url"))?;
             Some(Link { index, url })
         }
         Purpose::Conversion => Some(Link {
@@ -426,6 +432,39 @@ mod tests {
             message: "m-1".into(),
             link: None,
         }
+    }
+
+    /// Signs raw body bytes with key id 2 of `ring()`, as only a key holder could.
+    fn sign_raw(body: &[u8]) -> String {
+        let mut bytes = vec![TOKEN_VERSION, 2];
+        bytes.extend_from_slice(body);
+        let tag = HmacSha256::new_from_slice(&[7u8; 32])
+            .expect("any key length")
+            .chain_update(&bytes)
+            .finalize()
+            .into_bytes();
+        bytes.extend_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    #[test]
+    fn authentic_bytes_that_sign_would_refuse_do_not_verify() {
+        // Regression from fuzzing (fuzz/fuzz_targets/token_verify.rs): a conversion token with an
+        // empty campaign, correctly MACed, used to verify.
+        let empty_campaign = sign_raw(&[6, 0, 0, 0, 15, 0, 0, 0, 0, 0, 0, 0, 0, 39]);
+        assert_eq!(
+            ring().verify(&empty_campaign, Purpose::Conversion, 0),
+            Err(TokenError::InvalidField("campaign"))
+        );
+        // A click whose destination is not one we would sign.
+        let mut click = vec![2, 0, 0, 0, 1, 0, 0, 0, 0, 1, b'c', 0, 0, 0, 0];
+        let url = b"javascript:alert(1)";
+        click.extend_from_slice(&(url.len() as u16).to_be_bytes());
+        click.extend_from_slice(url);
+        assert_eq!(
+            ring().verify(&sign_raw(&click), Purpose::Click, 0),
+            Err(TokenError::InvalidField("link.url"))
+        );
     }
 
     #[test]

@@ -138,6 +138,22 @@ fn generate_token_vectors() -> Value {
     let truncated_bytes = URL_SAFE_NO_PAD.encode(&raw[..raw.len() - 3]);
     let mut v9 = URL_SAFE_NO_PAD.decode(&open).expect("decodes");
     v9[0] = 9;
+    // A click token whose link index is changed (to count the click on another link), tag kept.
+    let mut swapped = URL_SAFE_NO_PAD.decode(&click_token).expect("decodes");
+    let index_at = swapped.len() - 16 - click.link.as_ref().map_or(0, |l| l.url.len()) - 4;
+    swapped[index_at + 1] ^= 1;
+    // Another campaign's click token with this one's tag: the campaign is inside the MAC.
+    let other_campaign = sign(
+        &ring,
+        &Claims {
+            campaign: "vec-campaigX".into(),
+            ..click.clone()
+        },
+    );
+    let mut spliced = URL_SAFE_NO_PAD.decode(&other_campaign).expect("decodes");
+    let tag = URL_SAFE_NO_PAD.decode(&click_token).expect("decodes");
+    let n = spliced.len();
+    spliced[n - 16..].copy_from_slice(&tag[tag.len() - 16..]);
     let invalid = vec![
         (
             "tampered",
@@ -190,6 +206,18 @@ fn generate_token_vectors() -> Value {
             sign(&ring, &expired),
             "confirm",
             "expired",
+        ),
+        (
+            "click with its link index swapped",
+            URL_SAFE_NO_PAD.encode(&swapped),
+            "click",
+            "bad_signature",
+        ),
+        (
+            "another campaign's click with this tag",
+            URL_SAFE_NO_PAD.encode(&spliced),
+            "click",
+            "bad_signature",
         ),
     ];
     json!({

@@ -19,6 +19,9 @@ pub const PUBLIC_BASE_URL: &str = "PUBLIC_BASE_URL";
 /// Var, tests only: when `"1"`, the consumer asks the queue to deliver every batch a second time
 /// after recording it, to prove that replays change nothing.
 pub const FAULT_REPLAY_BATCHES: &str = "FAULT_REPLAY_BATCHES";
+/// Test-only: the first D1 write of every events batch fails (a statement on a missing table in the
+/// same transaction), so the batch is rolled back and retried.
+pub const FAULT_D1_FAIL_ONCE: &str = "FAULT_D1_FAIL_ONCE";
 /// KV namespace for configuration read at the edge (sites: `site:{id}`).
 pub const CONFIG: &str = "CONFIG";
 /// Vars: the SMTP server the sending module delivers through.

@@ -12,6 +12,25 @@ use crate::{bindings, config};
 thread_local! {
     // Fault injection only: queue message ids already replayed once by this isolate.
     static REPLAYED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    // Fault injection only: queue message ids whose D1 write was already made to fail once.
+    static FAILED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+}
+
+/// With the `FAULT_D1_FAIL_ONCE` test switch on: whether this batch's D1 write should fail (the
+/// first time any of its messages is seen), to prove that a failed transaction loses and doubles
+/// nothing.
+pub fn inject_d1_failure(env: &Env, message_ids: &[String]) -> bool {
+    if !config::fault(env, bindings::FAULT_D1_FAIL_ONCE) {
+        return false;
+    }
+    FAILED.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        let mut fresh = false;
+        for id in message_ids {
+            fresh |= seen.insert(id.clone());
+        }
+        fresh
+    })
 }
 
 /// Seconds since the message was first sent (workers-rs 0.8.7 exposes no attempt count, so the

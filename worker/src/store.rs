@@ -47,6 +47,7 @@ pub async fn record_events(
     env: &Env,
     events: &[TrackEvent],
     conversions: &[ConversionEvent],
+    inject_failure: bool,
     now: u64,
 ) -> Result<()> {
     if events.is_empty() && conversions.is_empty() {
@@ -79,6 +80,10 @@ pub async fn record_events(
             ]);
         }
         statements.push(db.prepare(sql).bind(&params)?);
+    }
+    if inject_failure {
+        // Fault injection (tests only): a statement D1 refuses, last, after every real write.
+        statements.push(db.prepare("INSERT INTO fault_injection_missing_table VALUES (1)"));
     }
     // A D1 batch is one transaction: all of these events are stored and counted, or none.
     db.batch(statements).await?;
