@@ -647,10 +647,29 @@ pub fn audience(answers: &[AnswerShare], segments: &[SegmentCount]) -> String {
             "<h2>Buyers by RFM segment</h2><p class=\"muted\">Scored daily from purchases: recency, \
 frequency, monetary. Use them in segment rules (<code>{{\"rfm\": [\"at_risk\"]}}</code>) and caps.</p>{}\
 <h2>Capture answers</h2>{}",
-            table(&["Segment", "Buyers", "Share", "Churn risk"], &rfm, None),
+            table(&SEGMENT_HEAD, &rfm, Some("/dashboard/segments.csv")),
             table(&PORTRAIT_HEAD, &rows, Some("/dashboard/audience.csv"))
         ),
     )
+}
+
+const SEGMENT_HEAD: [&str; 4] = ["Segment", "Buyers", "Share", "Churn risk"];
+
+/// Buyers by RFM segment as CSV (same columns as the page).
+pub fn segments_csv(segments: &[SegmentCount]) -> String {
+    let buyers: u64 = segments.iter().map(|s| s.buyers).sum();
+    let mut out = String::from("segment,buyers,share,churn_risk\n");
+    for s in segments {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            csv_field(&s.segment),
+            s.buyers,
+            pct(s.buyers, buyers),
+            s.churn_risk
+        );
+    }
+    out
 }
 
 pub fn audience_csv(answers: &[AnswerShare]) -> String {
@@ -796,6 +815,27 @@ spring,\"Spring, 2026\",done,202,200,50,20,0,4,199.60 EUR,10.0%\n"
             answer: answer.into(),
             count,
         };
+        let segments = [
+            SegmentCount {
+                segment: "champions".into(),
+                buyers: 1,
+                churn_risk: 0,
+            },
+            SegmentCount {
+                segment: "promising".into(),
+                buyers: 3,
+                churn_risk: 2,
+            },
+        ];
+        assert_eq!(
+            segments_csv(&segments),
+            "segment,buyers,share,churn_risk\nchampions,1,25.0%,0\npromising,3,75.0%,2\n"
+        );
+        let page = audience(&[], &segments);
+        assert!(
+            page.contains("<td>promising</td><td>3</td><td>75.0%</td><td>2</td>"),
+            "{page}"
+        );
         let csv = audience_csv(&[a("dry", 3), a("oily", 1)]);
         assert!(csv.contains("shop,skin,dry,3,75.0%\n"), "{csv}");
         assert!(csv.contains("shop,skin,oily,1,25.0%\n"), "{csv}");

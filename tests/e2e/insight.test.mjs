@@ -100,6 +100,8 @@ test('RFM segments pick the audience; a stopped buying rhythm starts a win-back 
     assert.deepEqual(row('champions'), [1, 0]);
     assert.deepEqual(row('new'), [1, 0]);
     assert.deepEqual(row('promising'), [1, 1], 'Cal: recent enough, but at churn risk');
+    const segmentsCsv = await (await fetch(`${w.url}/dashboard/segments.csv`, { headers: { cookie } })).text();
+    assert.ok(segmentsCsv.includes('promising,1,33.3%,1\n'), segmentsCsv);
     const csv = await (await fetch(`${w.url}/dashboard/audience.csv`, { headers: { cookie } })).text();
     assert.ok(csv.includes('demo,child_age,3-5,1,100.0%\n'), csv);
   } finally {

@@ -82,16 +82,12 @@ async fn page_for(req: &Request, env: &Env, rest: &[&str], _now: u64) -> ApiResu
         )),
         ["audience"] => Ok(html(page::audience(
             &answers(env).await?,
-            &store::rfm_counts(env)
-                .await?
-                .into_iter()
-                .map(|(segment, buyers, churn_risk)| SegmentCount {
-                    segment,
-                    buyers,
-                    churn_risk,
-                })
-                .collect::<Vec<_>>(),
+            &segments(env).await?,
         ))),
+        ["segments.csv"] => Ok(http::csv(
+            page::segments_csv(&segments(env).await?),
+            "segments.csv",
+        )),
         ["audience.csv"] => Ok(http::csv(
             page::audience_csv(&answers(env).await?),
             "audience.csv",
@@ -267,6 +263,18 @@ async fn answers(env: &Env) -> ApiResult<Vec<AnswerShare>> {
             question: a.question,
             answer: a.answer,
             count: a.n.max(0) as u64,
+        })
+        .collect())
+}
+
+async fn segments(env: &Env) -> ApiResult<Vec<SegmentCount>> {
+    Ok(store::rfm_counts(env)
+        .await?
+        .into_iter()
+        .map(|(segment, buyers, churn_risk)| SegmentCount {
+            segment,
+            buyers,
+            churn_risk,
         })
         .collect())
 }
