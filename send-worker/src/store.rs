@@ -1776,3 +1776,66 @@ pub async fn rfm_counts(env: &Env) -> Result<Vec<(String, u64, u64)>> {
         .map(|r| (r.segment, r.n, r.at_risk))
         .collect())
 }
+
+/// Everything held about one contact, for a GDPR access request: the record (as
+/// [`contact_record`]) plus captures, tracked opens and clicks, conversions, server-side events and
+/// the RFM score. Keyed hashes (IP) are left out: they identify no one without the key.
+pub async fn contact_export(env: &Env, id: &str) -> Result<Option<serde_json::Value>> {
+    let Some(mut record) = contact_record(env, id).await? else {
+        return Ok(None);
+    };
+    let db = env.d1(bindings::DB)?;
+    let arg = [text(id)];
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "SELECT id, site_id, form, json(fields) AS fields, status, user_agent, created_at, confirmed_at \
+                 FROM captures WHERE contact_id = ?1 ORDER BY created_at",
+            )
+            .bind(&arg)?,
+            db.prepare(
+                "SELECT e.kind, e.campaign_id, e.message_id, e.link_index, l.url, e.label, e.occurred_at \
+                 FROM events e LEFT JOIN campaign_links l ON l.campaign_id = e.campaign_id AND l.link_index = e.link_index \
+                 WHERE e.contact_id = ?1 ORDER BY e.occurred_at",
+            )
+            .bind(&arg)?,
+            db.prepare(
+                "SELECT order_id, campaign_id, link_index, channel, value_minor, currency, source, occurred_at \
+                 FROM conversions WHERE contact_id = ?1 ORDER BY occurred_at",
+            )
+            .bind(&arg)?,
+            db.prepare(
+                "SELECT id, type, at, json(data) AS data FROM contact_events WHERE contact_id = ?1 ORDER BY at, id",
+            )
+            .bind(&arg)?,
+            db.prepare(
+                "SELECT r, f, m, segment, orders, total, last_at, churn_risk, computed_at FROM contact_rfm WHERE contact_id = ?1",
+            )
+            .bind(&arg)?,
+        ])
+        .await?;
+    let rows = |i: usize| -> Result<Vec<serde_json::Value>> {
+        results
+            .get(i)
+            .map_or(Ok(Vec::new()), |r| r.results::<serde_json::Value>())
+    };
+    // JSON columns come back as text: parse them so the export is one JSON document.
+    let parse_json_column = |mut rows: Vec<serde_json::Value>, column: &str| {
+        for row in &mut rows {
+            if let Some(text) = row.get(column).and_then(|v| v.as_str()).map(str::to_owned) {
+                row[column] =
+                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+            }
+        }
+        rows
+    };
+    record["captures"] = parse_json_column(rows(0)?, "fields").into();
+    record["tracked_events"] = rows(1)?.into();
+    record["conversions"] = rows(2)?.into();
+    record["events"] = parse_json_column(rows(3)?, "data").into();
+    record["rfm"] = rows(4)?
+        .into_iter()
+        .next()
+        .unwrap_or(serde_json::Value::Null);
+    Ok(Some(record))
+}

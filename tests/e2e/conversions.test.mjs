@@ -153,8 +153,18 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   assert.equal(link0.conversions.revenue.EUR.amount, '69.90');
   assert.equal(s.delivery.email.sent, 2);
   assert.equal(s.clicks.human.unique, 1);
-  const bo = await api(w, 'GET', '/v1/contacts/bo@example.com', { token: w.tokens.marketer });
-  assert.equal(bo.status, 200, bo.text);
+  // GDPR access: everything held about Bo in one JSON document.
+  const exported = await api(w, 'GET', '/v1/contacts/bo@example.com/export', { token: w.tokens.marketer });
+  assert.equal(exported.status, 200, exported.text);
+  assert.match(exported.headers.get('content-disposition'), /attachment; filename="contact-c_[0-9a-f]+\.json"/);
+  const bo = exported.json.contact;
+  assert.equal(bo.email, 'bo@example.com');
+  assert.deepEqual(bo.conversions.map((c) => c.order_id).sort(), ['A-1001', 'B-2002']);
+  assert.ok(bo.tracked_events.some((e) => e.kind === 'click' && e.url.endsWith('/product.html?id=7') && e.label === 'human'));
+  assert.ok(bo.events.some((e) => e.type === 'purchase' && e.data.order_id === 'B-2002'));
+  assert.equal(bo.messages.filter((m) => m.campaign_id === 'autumn').length, 1);
+  assert.ok(!JSON.stringify(exported.json).includes('ip_hash'), 'keyed hashes are not exported');
+  assert.equal((await api(w, 'GET', '/v1/contacts/bo@example.com/export', { token: w.tokens.statsOnly })).status, 403);
 });
 
 test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JSON', async () => {

@@ -227,6 +227,23 @@ pub async fn get(req: &Request, env: &Env, id_or_email: &str) -> ApiResult<Respo
     Ok(http::json(200, &json!({ "contact": record })))
 }
 
+/// `GET /v1/contacts/{id or address}/export`: everything held about the contact (GDPR access and
+/// portability), as a JSON download.
+pub async fn export(req: &Request, env: &Env, id_or_email: &str, now: u64) -> ApiResult<Response> {
+    require_scope(req, env, Scope::ContactsRead).await?;
+    let id = resolve(env, id_or_email).await?;
+    let data = store::contact_export(env, &id)
+        .await?
+        .ok_or_else(|| ApiError::new(404, "not_found", "no such contact"))?;
+    let mut resp = http::json(
+        200,
+        &json!({ "exported_at": now, "format": "epistola.contact-export.v1", "contact": data }),
+    );
+    let disposition = format!("attachment; filename=\"contact-{id}.json\"");
+    let _ = resp.headers_mut().set("Content-Disposition", &disposition);
+    Ok(resp)
+}
+
 /// `DELETE /v1/contacts/{id or address}`: GDPR erasure (aggregate counts are kept).
 pub async fn erase(req: &Request, env: &Env, id_or_email: &str) -> ApiResult<Response> {
     require_scope(req, env, Scope::ContactsWrite).await?;

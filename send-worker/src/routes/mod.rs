@@ -32,6 +32,10 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         (["v1", "contacts", id], Method::Get) => respond(contacts::get(&req, env, id).await),
         (["v1", "contacts", id], Method::Delete) => respond(contacts::erase(&req, env, id).await),
         (["v1", "contacts", _], _) => http::method_not_allowed("GET, DELETE"),
+        (["v1", "contacts", id, "export"], Method::Get) => {
+            respond(contacts::export(&req, env, id, now).await)
+        }
+        (["v1", "contacts", _, "export"], _) => http::method_not_allowed("GET"),
         (["v1", "suppressions", "import"], Method::Post) => {
             respond(contacts::import_suppressions(req, env, now).await)
         }
