@@ -28,6 +28,10 @@ if [ "$(cargo-deny --version 2>/dev/null | awk '{print $2}')" != "$CARGO_DENY_VE
   say "installing cargo-deny $CARGO_DENY_VERSION (a few minutes, once)"
   cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked
 fi
+if [ "$(cargo-machete --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_MACHETE_VERSION" ]; then
+  say "installing cargo-machete $CARGO_MACHETE_VERSION (once)"
+  cargo install cargo-machete --version "$CARGO_MACHETE_VERSION" --locked
+fi
 if rustup toolchain list | grep -q '^nightly' \
   && [ "$(cargo-fuzz --version 2>/dev/null | awk '{print $2}')" != "$CARGO_FUZZ_VERSION" ]; then
   say "installing cargo-fuzz $CARGO_FUZZ_VERSION (once)"

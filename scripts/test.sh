@@ -21,8 +21,9 @@ cargo clippy -p epistola-worker -p epistola-send-worker --target wasm32-unknown-
 # The core, the sender and the dashboard must stay free of JS bindings: they have to build for bare wasm32 on their own.
 cargo check -p epistola-core -p epistola-sender -p epistola-dashboard --target wasm32-unknown-unknown --locked
 
-step "dependency policy (cargo deny: licences, bans, sources)"
+step "dependency policy (cargo deny: licences, bans, sources; cargo machete: unused)"
 cargo deny --log-level error check licenses bans sources
+cargo machete
 
 step "core, sender and dashboard tests"
 cargo test -p epistola-core -p epistola-sender -p epistola-dashboard --locked
