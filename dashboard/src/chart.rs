@@ -27,8 +27,9 @@ pub struct Buckets {
     pub conversions: Vec<u64>,
 }
 
-/// Longest span drawn hour by hour.
-pub const HOURLY_SPAN: u64 = 72;
+/// Longest span drawn hour by hour: the stats keep hours for 48 h (`SERIES_HOURLY_HOURS`), then
+/// fold them into days, so a longer span is drawn by day.
+pub const HOURLY_SPAN: u64 = 48;
 /// Longest span drawn at all (days); older activity is left off the chart, not the tables.
 pub const MAX_DAYS: u64 = 400;
 
