@@ -3,8 +3,9 @@
 //   <script async src="https://t.example.com/w.js" data-site="SITE"></script>
 // API: epistola('event', 'product_view' | NAME), epistola('show'),
 //      epistola('convert', {value, currency, order_id}) on the order confirmation page.
-// Nothing about the visitor is sent before they submit the form; no cookies (state stays in this
-// site's localStorage). The form never appears on entry, only when a configured trigger fires.
+// Nothing about the visitor is sent before they submit the form, except an order the site reports
+// with 'convert' for a visitor who came from a letter (and then only the letter's own token); no
+// cookies (state stays in this site's localStorage). The form never appears on entry, only when a configured trigger fires.
 ((w, d) => {
   const script = d.currentScript;
   const site = script && script.dataset.site;
