@@ -169,6 +169,34 @@ fn table(head: &[&str], rows: &[Vec<String>], csv: Option<&str>) -> String {
     t
 }
 
+/// Table cells from plain text: every cell escaped.
+fn escaped<const N: usize>(rows: &[[String; N]]) -> Vec<Vec<String>> {
+    rows.iter()
+        .map(|r| r.iter().map(|c| escape(c)).collect())
+        .collect()
+}
+
+/// CSV lines, one per row.
+fn csv_lines<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// A CSV document: the page's column names (lower case, `_` for spaces), then the rows.
+fn csv<const N: usize>(head: &[&str], rows: &[[String; N]]) -> String {
+    let mut out = head
+        .iter()
+        .map(|h| h.to_lowercase().replace(' ', "_"))
+        .collect::<Vec<_>>()
+        .join(",");
+    out.push('\n');
+    out + &csv_lines(rows)
+}
+
 fn link(href: &str, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
 }
@@ -246,31 +274,18 @@ pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)]) -> String {
     layout("Campaigns", &body)
 }
 
-/// The campaign list as CSV (same columns as the page).
+/// The campaign list as CSV (the page's columns, after the campaign id).
 pub fn campaigns_csv(rows: &[(CampaignInfo, CampaignStats)]) -> String {
-    let mut out = String::from("id,");
-    out.push_str(
-        &LIST_HEAD
-            .iter()
-            .map(|h| h.to_lowercase().replace(' ', "_"))
-            .collect::<Vec<_>>()
-            .join(","),
-    );
-    out.push('\n');
-    for (info, stats) in rows {
-        let cells = list_cells(info, &Summary::of(stats));
-        let _ = writeln!(
-            out,
-            "{},{}",
-            csv_field(&info.id),
-            cells
-                .iter()
-                .map(|c| csv_field(c))
-                .collect::<Vec<_>>()
-                .join(",")
-        );
-    }
-    out
+    let mut head = vec!["id"];
+    head.extend(LIST_HEAD);
+    let lines: Vec<[String; 11]> = rows
+        .iter()
+        .map(|(info, stats)| {
+            let [a, b, c, d, e, f, g, h, i, j] = list_cells(info, &Summary::of(stats));
+            [info.id.clone(), a, b, c, d, e, f, g, h, i, j]
+        })
+        .collect();
+    csv(&head, &lines)
 }
 
 /// One campaign: funnel, chart, links, channels, who fetched, skipped and deferred by reason.
@@ -450,10 +465,7 @@ pub fn compare(a: (&CampaignInfo, &CampaignStats), b: (&CampaignInfo, &CampaignS
     let rows = compare_rows(a, b);
     let body = table(
         &["Metric", &a.0.name, &b.0.name],
-        &rows
-            .iter()
-            .map(|r| r.iter().map(|c| escape(c)).collect())
-            .collect::<Vec<_>>(),
+        &escaped(&rows),
         Some(&format!(
             "/dashboard/compare.csv?a={}&b={}",
             path_id(&a.0.id),
@@ -488,17 +500,10 @@ pub fn compare_csv(
     a: (&CampaignInfo, &CampaignStats),
     b: (&CampaignInfo, &CampaignStats),
 ) -> String {
-    let mut out = format!("metric,{},{}\n", csv_field(&a.0.id), csv_field(&b.0.id));
-    for r in compare_rows(a, b) {
-        let _ = writeln!(
-            out,
-            "{},{},{}",
-            csv_field(&r[0]),
-            csv_field(&r[1]),
-            csv_field(&r[2])
-        );
-    }
-    out
+    // Headed by the campaign ids as they are (not lower-cased like column names).
+    let mut rows = vec![["metric".to_owned(), a.0.id.clone(), b.0.id.clone()]];
+    rows.extend(compare_rows(a, b));
+    csv_lines(&rows)
 }
 
 /// A trigger chain with its runs and the numbers of each step.
@@ -552,31 +557,18 @@ fn chain_rows(chains: &[ChainInfo]) -> Vec<[String; 10]> {
 
 /// Chains, one row per step.
 pub fn chains(chains: &[ChainInfo]) -> String {
-    let rows: Vec<Vec<String>> = chain_rows(chains)
-        .iter()
-        .map(|r| r.iter().map(|c| escape(c)).collect())
-        .collect();
     layout(
         "Chains",
-        &table(&CHAIN_HEAD, &rows, Some("/dashboard/chains.csv")),
+        &table(
+            &CHAIN_HEAD,
+            &escaped(&chain_rows(chains)),
+            Some("/dashboard/chains.csv"),
+        ),
     )
 }
 
 pub fn chains_csv(chains: &[ChainInfo]) -> String {
-    let mut out = CHAIN_HEAD
-        .iter()
-        .map(|h| h.to_lowercase().replace(' ', "_"))
-        .collect::<Vec<_>>()
-        .join(",");
-    out.push('\n');
-    for r in chain_rows(chains) {
-        let _ = writeln!(
-            out,
-            "{}",
-            r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-        );
-    }
-    out
+    csv(&CHAIN_HEAD, &chain_rows(chains))
 }
 
 /// How a site's visitors answered one capture question.
@@ -625,63 +617,50 @@ pub struct SegmentCount {
 /// The audience's portrait: buyers by RFM segment, and the share of each capture answer per site
 /// and question.
 pub fn audience(answers: &[AnswerShare], segments: &[SegmentCount]) -> String {
-    let rows: Vec<Vec<String>> = portrait_rows(answers)
-        .iter()
-        .map(|r| r.iter().map(|c| escape(c)).collect())
-        .collect();
-    let buyers: u64 = segments.iter().map(|s| s.buyers).sum();
-    let rfm: Vec<Vec<String>> = segments
-        .iter()
-        .map(|s| {
-            vec![
-                escape(&s.segment),
-                s.buyers.to_string(),
-                pct(s.buyers, buyers),
-                s.churn_risk.to_string(),
-            ]
-        })
-        .collect();
     layout(
         "Audience",
         &format!(
             "<h2>Buyers by RFM segment</h2><p class=\"muted\">Scored daily from purchases: recency, \
 frequency, monetary. Use them in segment rules (<code>{{\"rfm\": [\"at_risk\"]}}</code>) and caps.</p>{}\
 <h2>Capture answers</h2>{}",
-            table(&SEGMENT_HEAD, &rfm, Some("/dashboard/segments.csv")),
-            table(&PORTRAIT_HEAD, &rows, Some("/dashboard/audience.csv"))
+            table(
+                &SEGMENT_HEAD,
+                &escaped(&segment_rows(segments)),
+                Some("/dashboard/segments.csv")
+            ),
+            table(
+                &PORTRAIT_HEAD,
+                &escaped(&portrait_rows(answers)),
+                Some("/dashboard/audience.csv")
+            )
         ),
     )
 }
 
 const SEGMENT_HEAD: [&str; 4] = ["Segment", "Buyers", "Share", "Churn risk"];
 
+fn segment_rows(segments: &[SegmentCount]) -> Vec<[String; 4]> {
+    let buyers: u64 = segments.iter().map(|s| s.buyers).sum();
+    segments
+        .iter()
+        .map(|s| {
+            [
+                s.segment.clone(),
+                s.buyers.to_string(),
+                pct(s.buyers, buyers),
+                s.churn_risk.to_string(),
+            ]
+        })
+        .collect()
+}
+
 /// Buyers by RFM segment as CSV (same columns as the page).
 pub fn segments_csv(segments: &[SegmentCount]) -> String {
-    let buyers: u64 = segments.iter().map(|s| s.buyers).sum();
-    let mut out = String::from("segment,buyers,share,churn_risk\n");
-    for s in segments {
-        let _ = writeln!(
-            out,
-            "{},{},{},{}",
-            csv_field(&s.segment),
-            s.buyers,
-            pct(s.buyers, buyers),
-            s.churn_risk
-        );
-    }
-    out
+    csv(&SEGMENT_HEAD, &segment_rows(segments))
 }
 
 pub fn audience_csv(answers: &[AnswerShare]) -> String {
-    let mut out = String::from("site,question,answer,captures,share\n");
-    for r in portrait_rows(answers) {
-        let _ = writeln!(
-            out,
-            "{}",
-            r.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",")
-        );
-    }
-    out
+    csv(&PORTRAIT_HEAD, &portrait_rows(answers))
 }
 
 #[cfg(test)]
