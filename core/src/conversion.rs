@@ -196,6 +196,16 @@ pub enum Source {
     Api,
 }
 
+impl Source {
+    /// The name stored in `conversions.source` (the same as its JSON form).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Site => "site",
+            Source::Api => "api",
+        }
+    }
+}
+
 /// A message a contact received or clicked, as a candidate for attribution.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Touch {
@@ -377,6 +387,16 @@ mod tests {
             ("not a url", false),
         ] {
             assert_eq!(is_first_party(&origins, url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn sources_are_stored_as_serialised() {
+        for s in [Source::Site, Source::Api] {
+            assert_eq!(
+                serde_json::to_string(&s).ok(),
+                Some(format!("\"{}\"", s.as_str()))
+            );
         }
     }
 

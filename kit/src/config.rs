@@ -98,11 +98,20 @@ pub fn sign_contact_token(
     keyring(env)?.sign(&claims).ok()
 }
 
+/// A numeric setting, or `default` when it is unset or not a number.
+pub fn number<T: std::str::FromStr>(env: &Env, name: &str, default: T) -> T {
+    text(env, name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
 /// The attribution window in days (`ATTRIBUTION_DAYS`; 0 turns conversion attribution off).
 pub fn attribution_days(env: &Env) -> u32 {
-    text(env, "ATTRIBUTION_DAYS")
-        .and_then(|d| d.trim().parse::<u32>().ok())
-        .unwrap_or(epistola_core::conversion::DEFAULT_WINDOW_DAYS)
+    number(
+        env,
+        "ATTRIBUTION_DAYS",
+        epistola_core::conversion::DEFAULT_WINDOW_DAYS,
+    )
 }
 
 /// Whether a test-only fault switch is on.

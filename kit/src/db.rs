@@ -191,6 +191,21 @@ pub async fn consent_entries(
         .collect())
 }
 
+/// Claims a periodic job's run for `period` (a day, or an hour for hourly jobs); false if it
+/// already ran for that period. Concurrent crons run it once.
+pub async fn claim_daily(env: &Env, name: &str, period: &str) -> Result<bool> {
+    let row = env
+        .d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO daily_jobs (name, day) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET day = excluded.day \
+             WHERE daily_jobs.day <> excluded.day RETURNING day",
+        )
+        .bind(&[text(name), text(period)])?
+        .first::<String>(Some("day"))
+        .await?;
+    Ok(row.is_some())
+}
+
 const CONVERSION_COLUMNS: usize = 12;
 
 /// Statements that store attributed orders (skipping order ids already stored; triggers count
@@ -223,10 +238,7 @@ pub fn conversion_statements(
                 text(&c.channel),
                 int(c.value_minor),
                 text(&c.currency),
-                text(match c.source {
-                    Source::Site => "site",
-                    Source::Api => "api",
-                }),
+                text(c.source.as_str()),
                 int(c.at as i64),
                 int(epistola_core::event::hour_bucket(c.at) as i64),
                 int(now as i64),

@@ -19,18 +19,14 @@ thread_local! {
 /// With the `FAULT_D1_FAIL_ONCE` test switch on: whether this batch's D1 write should fail (the
 /// first time any of its messages is seen), to prove that a failed transaction loses and doubles
 /// nothing.
-pub fn inject_d1_failure(env: &Env, message_ids: &[String]) -> bool {
+pub fn inject_d1_failure(env: &Env, messages: &[&RawMessage]) -> bool {
     if !config::fault(env, bindings::FAULT_D1_FAIL_ONCE) {
         return false;
     }
-    FAILED.with(|seen| {
-        let mut seen = seen.borrow_mut();
-        let mut fresh = false;
-        for id in message_ids {
-            fresh |= seen.insert(id.clone());
-        }
-        fresh
-    })
+    // Every id is recorded (no short-circuit), so a redelivered batch passes.
+    messages
+        .iter()
+        .fold(false, |fresh, m| first_sight(&FAILED, &m.id()) | fresh)
 }
 
 /// Seconds since the message was first sent (workers-rs 0.8.7 exposes no attempt count, so the
@@ -77,7 +73,7 @@ impl Finisher {
     }
 
     pub fn finish(&mut self, message: &RawMessage) {
-        if self.replay && first_sight(&message.id()) {
+        if self.replay && first_sight(&REPLAYED, &message.id()) {
             message.retry();
             self.replayed += 1;
         } else {
@@ -97,8 +93,9 @@ impl Drop for Finisher {
     }
 }
 
-fn first_sight(id: &str) -> bool {
-    REPLAYED.with(|seen| {
+/// Records `id` in a fault-injection set; true the first time. The set is bounded.
+fn first_sight(set: &'static std::thread::LocalKey<RefCell<HashSet<String>>>, id: &str) -> bool {
+    set.with(|seen| {
         let mut seen = seen.borrow_mut();
         if seen.len() > 100_000 {
             seen.clear();

@@ -1,7 +1,8 @@
 //! Trigger chains at send time: the tick finds runs whose step is due (and once a day turns
-//! birthdays, inactivity and churn risk into events, and scores buyers by RFM); each chunk checks the step's condition, sends the step's message through
-//! the same guardrails as campaigns (send key per run and step), and moves the run on. A deferred
-//! message keeps the run at its step until the deferral ends.
+//! birthdays, inactivity and churn risk into events, and scores buyers by RFM); each chunk checks
+//! the step's condition, sends the step's message through the same guardrails as campaigns (send
+//! key per run and step), and moves the run on. A deferred message keeps the run at its step until
+//! the deferral ends.
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use wasm_bindgen::JsValue;
 use worker::{Env, Result};
 
-pub use epistola_worker_kit::db::{get_site, suppress};
+pub use epistola_worker_kit::db::{claim_daily, get_site, suppress};
 use epistola_worker_kit::db::{int, opt_text, text};
 
 use crate::bindings;
@@ -1163,20 +1163,6 @@ pub async fn advance_run(
         .run()
         .await?;
     Ok(())
-}
-
-/// Claims today's run of a once-a-day job; false if it already ran today.
-pub async fn claim_daily(env: &Env, name: &str, day: &str) -> Result<bool> {
-    let row = env
-        .d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO daily_jobs (name, day) VALUES (?1, ?2) ON CONFLICT (name) DO UPDATE SET day = excluded.day \
-             WHERE daily_jobs.day <> excluded.day RETURNING day",
-        )
-        .bind(&[text(name), text(day)])?
-        .first::<String>(Some("day"))
-        .await?;
-    Ok(row.is_some())
 }
 
 /// Contacts whose birthday (YYYY-MM-DD) falls on this month and day.

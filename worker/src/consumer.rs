@@ -7,7 +7,7 @@
 
 use epistola_core::event::{is_event_id, ConversionEvent, QueueMessage, TrackEvent};
 use epistola_worker_kit::queue::{self, Finisher};
-use worker::{Env, MessageBatch, MessageExt, RawMessage};
+use worker::{Env, MessageBatch, RawMessage};
 
 use crate::store;
 
@@ -33,8 +33,7 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
             _ => queue::to_dead_letter(message),
         }
     }
-    let ids: Vec<String> = decoded.iter().map(|m| m.id()).collect();
-    let fail = queue::inject_d1_failure(env, &ids);
+    let fail = queue::inject_d1_failure(env, &decoded);
     if let Err(e) = store::record_events(env, &events, &conversions, fail, now).await {
         worker::console_error!(
             "storing {} events and {} conversions failed, retrying the batch: {e}",

@@ -43,13 +43,8 @@ async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
         Ok(_) => {}
         Err(e) => worker::console_error!("cron: pruning rate limits failed: {e}"),
     }
-    let setting = |name: &str, default: u64| {
-        config::text(&env, name)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(default)
-    };
-    let hourly_hours = setting("SERIES_HOURLY_HOURS", DEFAULT_SERIES_HOURLY_HOURS);
-    let retention_days = setting("EVENT_RETENTION_DAYS", DEFAULT_EVENT_RETENTION_DAYS);
+    let hourly_hours = config::number(&env, "SERIES_HOURLY_HOURS", DEFAULT_SERIES_HOURLY_HOURS);
+    let retention_days = config::number(&env, "EVENT_RETENTION_DAYS", DEFAULT_EVENT_RETENTION_DAYS);
     match store::maintain(&env, now, hourly_hours, retention_days).await {
         Ok(m) if m.ran => worker::console_log!(
             "cron: maintenance folded {} series hours into days, pruned {} raw events",

@@ -10,7 +10,7 @@ pub use epistola_worker_kit::db::{
     campaign_rollups, consent_entries, enqueue, get_site, put_site, site_origins, suppress,
 };
 use epistola_worker_kit::db::{
-    clip_user_agent, conversion_statements, int, opt_text, text, MAX_BOUND_PARAMS,
+    claim_daily, clip_user_agent, conversion_statements, int, opt_text, text, MAX_BOUND_PARAMS,
 };
 
 use crate::bindings;
@@ -336,7 +336,7 @@ clicks_privacy_proxy, clicks_scanner, unsubscribes, conversions, sent";
 /// Raw events deleted per maintenance run at most: a run stays short; a backlog clears over hours.
 const PRUNE_BATCH: u32 = 50_000;
 
-/// Once an hour (claimed in `daily_jobs`, so concurrent crons run it once): folds series hours
+/// Once an hour (claimed with `claim_daily` for the hour, so concurrent crons run it once): folds series hours
 /// older than `hourly_hours` into their day (counts unchanged, fewer rows), and deletes raw events
 /// and finished webhook deliveries older than `retention_days`. Counters are never pruned.
 pub async fn maintain(
@@ -345,22 +345,11 @@ pub async fn maintain(
     hourly_hours: u64,
     retention_days: u64,
 ) -> Result<Maintenance> {
-    let db = env.d1(bindings::DB)?;
     let hour = now / 3600;
-    let claimed = db
-        .prepare(
-            "INSERT INTO daily_jobs (name, day) VALUES ('maintenance', ?1) \
-             ON CONFLICT (name) DO UPDATE SET day = excluded.day WHERE day <> excluded.day",
-        )
-        .bind(&[text(&hour.to_string())])?
-        .run()
-        .await?
-        .meta()?
-        .and_then(|m| m.changes)
-        .unwrap_or(0);
-    if claimed == 0 {
+    if !claim_daily(env, "maintenance", &hour.to_string()).await? {
         return Ok(Maintenance::default());
     }
+    let db = env.d1(bindings::DB)?;
     let fold_before = int(hour.saturating_sub(hourly_hours) as i64);
     let prune_before = int(now.saturating_sub(retention_days * 86_400) as i64);
     let results = db

@@ -205,9 +205,7 @@ pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
     let (c, status) = load(env, id).await?;
     let to = next(status, Action::Approve)?;
     let audience = store::audience_upper_bound(env, &c.site_id, &c.purpose).await?;
-    let threshold = config::text(env, APPROVAL_CONFIRM_ABOVE)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_CONFIRM_ABOVE);
+    let threshold = config::number(env, APPROVAL_CONFIRM_ABOVE, DEFAULT_CONFIRM_ABOVE);
     if audience > threshold && input.confirm_audience != Some(audience) {
         let mut e = ApiError::new(
             409,

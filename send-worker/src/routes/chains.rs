@@ -119,17 +119,10 @@ struct EventInput {
     at: Option<u64>,
     #[serde(default)]
     data: Option<Value>,
-}
-
-impl EventInput {
-    /// The order of a `purchase` event that names one (`data.order_id`): attributed and counted as
-    /// a conversion.
-    fn order(&self) -> Option<Result<Order, FieldErrors>> {
-        if self.kind != "purchase" {
-            return None;
-        }
-        order_from_event_data(self.data.as_ref()?)
-    }
+    /// The order of a `purchase` event that names one (`data.order_id`), checked by
+    /// `check_event`: attributed and counted as a conversion.
+    #[serde(skip)]
+    order: Option<Order>,
 }
 
 #[derive(Deserialize)]
@@ -171,7 +164,6 @@ pub async fn post_events(mut req: Request, env: &Env, now: u64) -> ApiResult<Res
             errors.push(json!({ "row": i + 1, "fields": { "contact": "no such contact" } }));
             continue;
         };
-        let order = e.order();
         let id = match e.id {
             Some(id) => id,
             None => {
@@ -179,7 +171,7 @@ pub async fn post_events(mut req: Request, env: &Env, now: u64) -> ApiResult<Res
             }
         };
         let at = e.at.unwrap_or(now);
-        if let Some(Ok(order)) = order {
+        if let Some(order) = e.order {
             purchases.push(Purchase {
                 contact_id: contact_id.clone(),
                 at,
@@ -239,8 +231,12 @@ fn check_event(v: &Value, now: u64) -> Result<EventInput, FieldErrors> {
             "must be unix seconds within the last 30 days".into(),
         );
     }
-    if let Some(Err(order_errors)) = e.order() {
-        errors.extend(order_errors);
+    if e.kind == "purchase" {
+        match e.data.as_ref().and_then(order_from_event_data) {
+            Some(Ok(order)) => e.order = Some(order),
+            Some(Err(order_errors)) => errors.extend(order_errors),
+            None => {}
+        }
     }
     match &e.data {
         Some(d) if !d.is_object() => {
