@@ -21,8 +21,9 @@ if [ ! -f .dev.vars ]; then
   echo "creating .dev.vars with fresh local secrets"
   printf 'SIGNING_KEYS="1:%s"\nIP_HASH_KEY="%s"\n' "$(rand)" "$(rand)" > .dev.vars
 fi
-# The sending worker signs with the same key ring and delivers to the local sinks (mail and SMS).
-{ grep '^SIGNING_KEYS=' .dev.vars
+# The sending worker signs with the same key ring, hashes IPs (confirm and preference pages) with the
+# same key, and delivers to the local sinks (mail and SMS).
+{ grep -E '^(SIGNING_KEYS|IP_HASH_KEY)=' .dev.vars
   printf 'SMTP_HOST="127.0.0.1"\nSMTP_PORT="%s"\nSMTP_STARTTLS="off"\n' "$MAIL_SMTP"
   printf 'SMS_API_URL="http://127.0.0.1:%s"\nSMS_ACCOUNT="AC_local"\nSMS_TOKEN="local-token"\nSMS_FROM="+15005550006"\n' "$SMS_PORT"; } > send-worker/.dev.vars
 

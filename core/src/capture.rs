@@ -150,16 +150,26 @@ pub fn validate_capture(
             continue;
         };
         match site.consent_text(&c.purpose, channel) {
+            // A consent the form does not show is refused like an unknown one: a public endpoint
+            // must not let anyone ask for (or learn about) more than the form asks.
             None => {
                 errors.insert(
                     format!("consents[{i}].purpose"),
                     "this site asks no such consent".into(),
                 );
             }
+            Some(text) if !text.in_form => {
+                errors.insert(
+                    format!("consents[{i}].purpose"),
+                    "this form does not ask for this consent; it is offered after confirmation"
+                        .into(),
+                );
+            }
+            // The current version is not echoed: the widget reads it from the site's config.
             Some(text) if text.version != c.text_version => {
                 errors.insert(
                     format!("consents[{i}].text_version"),
-                    format!("is not the current text version ({})", text.version),
+                    "is not the text version the form shows now; reload the form".into(),
                 );
             }
             Some(_) if channel == Channel::Sms && phone.is_none() => {
@@ -396,7 +406,7 @@ mod tests {
                 "answers.child_age",
                 "answers.unknown",
                 "consents[0].text_version",
-                "consents[1]",
+                "consents[1].purpose",
                 "consents[2].purpose",
                 "consents[3].channel",
                 "email",
@@ -404,6 +414,63 @@ mod tests {
                 "phone",
             ]
         );
+    }
+
+    #[test]
+    fn only_the_consents_the_form_shows_can_be_asked_for() {
+        let consent = |purpose: &str, channel: &str, version: &str| {
+            format!(r#"{{"purpose":"{purpose}","channel":"{channel}","text_version":"{version}"}}"#)
+        };
+        let in_form = consent("birthday_coupon", "email", "bc-2026-11");
+        let newsletter = consent("newsletter", "email", "nl-2026-11");
+        let sms = consent("sms_offers", "sms", "sms-2026-11");
+        let demo = demo_site();
+        let mut sms_in_form = demo_site();
+        sms_in_form
+            .consents
+            .iter_mut()
+            .filter(|c| c.purpose == "sms_offers")
+            .for_each(|c| c.in_form = true);
+        // (site, phone, consents, the fields named, or none when valid)
+        let cases: Vec<(&SiteConfig, &str, Vec<&str>, Vec<&str>)> = vec![
+            (&demo, "", vec![&in_form], vec![]),
+            // The newsletter is offered after confirmation, never taken from a public capture.
+            (
+                &demo,
+                "",
+                vec![&in_form, &newsletter],
+                vec!["consents[1].purpose"],
+            ),
+            (&demo, "", vec![&newsletter], vec!["consents[0].purpose"]),
+            (
+                &demo,
+                "+442079460958",
+                vec![&in_form, &sms],
+                vec!["consents[1].purpose"],
+            ),
+            // In the form, SMS still needs a number.
+            (&sms_in_form, "", vec![&in_form, &sms], vec!["consents[1]"]),
+            (&sms_in_form, "+442079460958", vec![&in_form, &sms], vec![]),
+        ];
+        for (site, phone, consents, named) in cases {
+            let req = request(&format!(
+                r#"{{"site":"demo","email":"a@b.co","phone":"{phone}","consents":[{}]}}"#,
+                consents.join(",")
+            ));
+            let got: Vec<String> = match validate_capture(site, &req) {
+                Ok(_) => vec![],
+                Err(e) => e.into_keys().collect(),
+            };
+            assert_eq!(got, named, "{consents:?} with phone {phone:?}");
+        }
+        // An outdated version is refused without telling the current one.
+        let old = request(&format!(
+            r#"{{"site":"demo","email":"a@b.co","consents":[{}]}}"#,
+            consent("birthday_coupon", "email", "bc-2020")
+        ));
+        let errors = validate_capture(&demo_site(), &old).expect_err("outdated");
+        let message = &errors["consents[0].text_version"];
+        assert!(!message.contains("bc-2026-11"), "{message}");
     }
 
     #[test]

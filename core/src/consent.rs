@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::site::{Channel, SiteConfig};
+use crate::site::{Channel, ConsentText, SiteConfig};
 
 /// What a ledger row records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,30 @@ pub fn current(entries: &[Entry]) -> BTreeMap<(String, Channel), bool> {
         );
     }
     state
+}
+
+/// The consents a capture asks for, as stored on it: `[[purpose, channel, text_version], …]`.
+/// Entries with an unknown channel are left out (the capture was validated when stored).
+pub fn pending_requests(json: &str) -> Result<Vec<(String, Channel, String)>, serde_json::Error> {
+    let rows: Vec<(String, String, String)> = serde_json::from_str(json)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(purpose, channel, version)| {
+            Some((purpose, Channel::parse(&channel)?, version))
+        })
+        .collect())
+}
+
+/// The texts a person is asked to confirm, as the site words them: what the confirmation letter
+/// and page list, exactly the consents the capture will grant.
+pub fn texts_to_confirm<'a>(
+    site: &'a SiteConfig,
+    requested: &[(String, Channel, String)],
+) -> Vec<&'a ConsentText> {
+    requested
+        .iter()
+        .filter_map(|(purpose, channel, _)| site.consent_text(purpose, *channel))
+        .collect()
 }
 
 /// A new ledger row the preference centre must append.
@@ -117,6 +141,27 @@ mod tests {
             s.get(&("birthday_coupon".into(), Channel::Email)),
             Some(&true)
         );
+    }
+
+    #[test]
+    fn what_a_capture_will_grant() {
+        let site = demo_site();
+        let requested =
+            pending_requests(r#"[["birthday_coupon","email","bc-2026-11"],["x","fax","1"]]"#)
+                .expect("parses");
+        assert_eq!(
+            requested,
+            [(
+                "birthday_coupon".to_owned(),
+                Channel::Email,
+                "bc-2026-11".to_owned()
+            )]
+        );
+        let texts = texts_to_confirm(&site, &requested);
+        assert_eq!(texts.len(), 1);
+        assert_eq!(texts[0].text, "Send me the birthday coupon by e-mail.");
+        assert!(pending_requests("[]").expect("parses").is_empty());
+        assert!(pending_requests("{").is_err());
     }
 
     #[test]

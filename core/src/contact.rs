@@ -220,21 +220,22 @@ pub const STANDARD: [&str; 7] = [
     "time_zone",
 ];
 
-/// The attribute map segments, audience tags and templates read: the standard attributes that are
-/// set, then custom fields (standard names win).
+/// The attribute map segments, audience tags and templates read: custom fields (form fields, quiz
+/// answers), then the standard attributes that are set, which win. A standard attribute that is
+/// not set leaves a custom field of the same name in place: a quiz step named `birthday` is the
+/// birthday when no importer said otherwise.
 pub fn attributes(
     standard: &[(&str, Option<&str>)],
     custom: &BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let mut out: BTreeMap<String, String> = custom.clone();
+    let mut out: BTreeMap<String, String> = custom
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (name, value) in standard {
-        match value {
-            Some(v) if !v.is_empty() => {
-                out.insert((*name).to_owned(), (*v).to_owned());
-            }
-            _ => {
-                out.remove(*name);
-            }
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            out.insert((*name).to_owned(), v.to_owned());
         }
     }
     out
@@ -373,6 +374,30 @@ mod tests {
         assert_eq!(map["gender"], "female");
         assert_eq!(map["size"], "m");
         assert!(!map.contains_key("locale"));
+    }
+
+    #[test]
+    fn a_custom_field_fills_an_empty_standard_attribute() {
+        // (standard birthday, custom birthday, what segments and templates see)
+        let table = [
+            (None, Some("2019-12-02"), Some("2019-12-02")),
+            (Some(""), Some("2019-12-02"), Some("2019-12-02")),
+            (Some("1990-05-01"), Some("2019-12-02"), Some("1990-05-01")),
+            (Some("1990-05-01"), None, Some("1990-05-01")),
+            (None, Some(""), None),
+            (None, None, None),
+        ];
+        for (standard, custom, want) in table {
+            let custom: BTreeMap<String, String> = custom
+                .map(|c| [("birthday".to_owned(), c.to_owned())].into())
+                .unwrap_or_default();
+            let map = attributes(&[("birthday", standard)], &custom);
+            assert_eq!(
+                map.get("birthday").map(String::as_str),
+                want,
+                "{standard:?} {custom:?}"
+            );
+        }
     }
 
     #[test]

@@ -167,6 +167,31 @@ pub fn validate_order(order_id: &str, value: &Value, currency: &str) -> Result<O
     }
 }
 
+/// Default cap on one site-reported order, in major units of its currency (`CONVERSION_VALUE_CAP`):
+/// the widget's beacon is only as honest as the visitor, so an order above it is refused rather
+/// than counted. Server-side `purchase` events are not capped.
+pub const DEFAULT_SITE_VALUE_CAP: u64 = 10_000;
+
+/// Whether a site-reported order stays within `cap_major` major units of its currency.
+pub fn within_site_cap(money: &Money, cap_major: u64) -> bool {
+    let cap_minor = i64::try_from(cap_major)
+        .ok()
+        .and_then(|c| c.checked_mul(10i64.pow(minor_digits(&money.currency))))
+        .unwrap_or(i64::MAX);
+    money.minor <= cap_minor
+}
+
+/// The rate-limit subject of a site-reported order: the person and the campaign the attribution
+/// names (every click mints a new token, so a per-token limit would not hold), or the message
+/// for anonymous tracking.
+pub fn convert_limit_subject(campaign: &str, contact: &str, message: &str) -> String {
+    if contact.is_empty() {
+        format!("{campaign}\u{0}message\u{0}{message}")
+    } else {
+        format!("{campaign}\u{0}contact\u{0}{contact}")
+    }
+}
+
 /// The order inside a server-side `purchase` event's data (`{order_id, value, currency}`).
 /// `None` when the event carries no order id: a purchase without an order is counted for segments
 /// but not as revenue.
@@ -267,6 +292,41 @@ pub fn append_query_param(url: &str, name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn site_reported_orders_are_capped_per_currency() {
+        let m = |minor, currency: &str| Money {
+            minor,
+            currency: currency.into(),
+        };
+        // (order, cap in major units, within)
+        let table = [
+            (m(1_000_000, "EUR"), 10_000, true),
+            (m(1_000_001, "EUR"), 10_000, false),
+            (m(10_000, "JPY"), 10_000, true),
+            (m(10_001, "JPY"), 10_000, false),
+            (m(10_000_000, "KWD"), 10_000, true),
+            (m(i64::MAX, "EUR"), u64::MAX, true),
+        ];
+        for (order, cap, within) in table {
+            assert_eq!(within_site_cap(&order, cap), within, "{order:?} cap {cap}");
+        }
+    }
+
+    #[test]
+    fn conversions_are_limited_per_person_and_campaign() {
+        let a = convert_limit_subject("spring", "c1", "m1");
+        assert_eq!(
+            a,
+            convert_limit_subject("spring", "c1", "m2"),
+            "a new click, the same person"
+        );
+        assert_ne!(a, convert_limit_subject("summer", "c1", "m1"));
+        assert_ne!(
+            convert_limit_subject("spring", "", "m1"),
+            convert_limit_subject("spring", "", "m2")
+        );
+    }
     use serde_json::json;
 
     #[test]

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod retry;
 pub mod rfm;
 pub mod segment;
+pub mod sendkey;
 pub mod site;
 pub mod stats;
 pub mod text;

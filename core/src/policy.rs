@@ -108,8 +108,16 @@ pub enum SkipReason {
     NotOnTestList,
     Suppressed,
     NoConsent,
-    AudienceMismatch { attribute: String },
+    AudienceMismatch {
+        attribute: String,
+    },
     AlreadySent,
+    /// A delivery letter for a capture that was never confirmed.
+    Unconfirmed,
+    /// A confirmation letter for a capture that is confirmed already.
+    AlreadyConfirmed,
+    /// Another confirmation letter went to this address within a day.
+    DailyLimit,
 }
 
 /// Why a message waits.
@@ -141,6 +149,9 @@ impl SkipReason {
             SkipReason::NoConsent => "no_consent",
             SkipReason::AudienceMismatch { .. } => "audience_mismatch",
             SkipReason::AlreadySent => "already_sent",
+            SkipReason::Unconfirmed => "unconfirmed",
+            SkipReason::AlreadyConfirmed => "already_confirmed",
+            SkipReason::DailyLimit => "daily_limit",
         }
     }
 }
@@ -222,6 +233,39 @@ pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64)
             reason,
         },
         None => Decision::Send,
+    }
+}
+
+/// The two letters of double opt-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OptinLetter {
+    /// "Please confirm", after a capture.
+    Confirmation,
+    /// The promised item, after confirmation.
+    Delivery,
+}
+
+/// What the adapter found before a double opt-in letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptinFacts {
+    pub capture_confirmed: bool,
+    /// The contact is on the suppression list, or the address on an imported one.
+    pub suppressed: bool,
+}
+
+/// Decides a double opt-in letter: nothing to a suppressed address (a confirmation letter would
+/// be one more unwanted message, and a list-bomber's tool), no confirmation for what is confirmed,
+/// no delivery before confirmation. "At most one confirmation per address per day" is enforced
+/// by the claim itself (it must hold under concurrent consumers); its reason is
+/// [`SkipReason::DailyLimit`].
+pub fn decide_optin(letter: OptinLetter, facts: OptinFacts) -> Decision {
+    if facts.suppressed {
+        return Decision::Skip(SkipReason::Suppressed);
+    }
+    match (letter, facts.capture_confirmed) {
+        (OptinLetter::Confirmation, true) => Decision::Skip(SkipReason::AlreadyConfirmed),
+        (OptinLetter::Delivery, false) => Decision::Skip(SkipReason::Unconfirmed),
+        _ => Decision::Send,
     }
 }
 
@@ -543,6 +587,42 @@ mod tests {
                 "{}",
                 c.name
             );
+        }
+    }
+
+    #[test]
+    fn optin_letters() {
+        use OptinLetter::{Confirmation, Delivery};
+        let facts = |capture_confirmed, suppressed| OptinFacts {
+            capture_confirmed,
+            suppressed,
+        };
+        let table = [
+            (Confirmation, facts(false, false), Decision::Send),
+            (
+                Confirmation,
+                facts(false, true),
+                Decision::Skip(SkipReason::Suppressed),
+            ),
+            (
+                Confirmation,
+                facts(true, false),
+                Decision::Skip(SkipReason::AlreadyConfirmed),
+            ),
+            (Delivery, facts(true, false), Decision::Send),
+            (
+                Delivery,
+                facts(false, false),
+                Decision::Skip(SkipReason::Unconfirmed),
+            ),
+            (
+                Delivery,
+                facts(true, true),
+                Decision::Skip(SkipReason::Suppressed),
+            ),
+        ];
+        for (letter, facts, want) in table {
+            assert_eq!(decide_optin(letter, facts), want, "{letter:?} {facts:?}");
         }
     }
 

@@ -22,6 +22,8 @@ pub mod metric {
     pub const UNSUBSCRIBE_UNIQUE: &str = "unsubscribe_unique";
     /// Attributed orders (label = channel, link = clicked link or -1).
     pub const CONVERSION: &str = "conversion";
+    /// Orders reported only by the site's widget, not (yet) by the shop's server.
+    pub const CONVERSION_UNVERIFIED: &str = "conversion_unverified";
     /// `revenue:{CURRENCY}`: order value in minor units (label = channel).
     pub const REVENUE_PREFIX: &str = "revenue:";
     /// Send outcomes (label = reason), `sms_`-prefixed for the SMS channel.
@@ -158,6 +160,9 @@ fn add_revenue(revenue: &mut Revenue, currency: &str, minor: i64) {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ConversionCounts {
     pub count: u64,
+    /// Of `count`, orders only the site's widget reported: a visitor could have exaggerated them.
+    /// The shop's server reporting the same order id verifies (and replaces) it.
+    pub unverified: u64,
     pub revenue: Revenue,
 }
 
@@ -165,6 +170,7 @@ impl ConversionCounts {
     fn add(&mut self, metric: &str, n: u64) {
         match metric.strip_prefix(metric::REVENUE_PREFIX) {
             Some(currency) => add_revenue(&mut self.revenue, currency, n as i64),
+            None if metric == metric::CONVERSION_UNVERIFIED => self.unverified += n,
             None => self.count += n,
         }
     }
@@ -235,7 +241,10 @@ impl CampaignStats {
                     None => clicks.add_unique(&row.label, row.n),
                 },
                 metric::UNSUBSCRIBE_UNIQUE if row.label == LABEL_ALL => unsubscribes += row.n,
-                m if m == metric::CONVERSION || m.starts_with(metric::REVENUE_PREFIX) => {
+                m if m == metric::CONVERSION
+                    || m == metric::CONVERSION_UNVERIFIED
+                    || m.starts_with(metric::REVENUE_PREFIX) =>
+                {
                     conversions.all.add(m, row.n);
                     conversions
                         .channels
@@ -496,6 +505,7 @@ mod tests {
             row(metric::UNSUBSCRIBE_UNIQUE, "", NO_LINK, 11, 1),
             row("future_metric", "human", NO_LINK, 10, 100),
             row(metric::CONVERSION, "email", 0, 11, 2),
+            row(metric::CONVERSION_UNVERIFIED, "email", 0, 11, 1),
             row("revenue:EUR", "email", 0, 11, 5990),
             row(metric::CONVERSION, "sms", NO_LINK, 11, 1),
             row("revenue:EUR", "sms", NO_LINK, 11, 1000),
@@ -576,6 +586,11 @@ mod tests {
         assert_eq!(s.series[2].unsubscribes, 2);
         assert_eq!(s.series[2].conversions, 3);
         assert_eq!(s.conversions.all.count, 3);
+        assert_eq!(
+            s.conversions.all.unverified, 1,
+            "site-reported, not confirmed by the shop"
+        );
+        assert_eq!(s.clicks.links[0].conversions.unverified, 1);
         assert_eq!(s.conversions.all.revenue["EUR"].amount, "69.90");
         assert_eq!(s.conversions.all.revenue["USD"].minor, 250);
         assert_eq!(s.conversions.channels["sms"].count, 1);

@@ -94,6 +94,28 @@ pub fn query_value<'a>(url: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// Decodes `%XX` escapes in a path segment (`ann%40example.com` → `ann@example.com`); `None` for
+/// a broken escape or bytes that are not UTF-8. `+` stays a plus: in a path it is one.
+pub fn percent_decode(segment: &str) -> Option<String> {
+    if !segment.contains('%') {
+        return Some(segment.to_owned());
+    }
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
@@ -103,6 +125,23 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        let table = [
+            ("ann%40example.com", Some("ann@example.com")),
+            ("ann@example.com", Some("ann@example.com")),
+            ("a%2Bb%40x.co", Some("a+b@x.co")),
+            ("a+b%40x.co", Some("a+b@x.co")),
+            ("%C3%A9", Some("é")),
+            ("%4", None),
+            ("%zz", None),
+            ("%FF", None),
+        ];
+        for (input, want) in table {
+            assert_eq!(percent_decode(input).as_deref(), want, "{input}");
+        }
+    }
 
     #[test]
     fn origins_and_queries() {

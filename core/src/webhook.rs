@@ -13,12 +13,13 @@ use sha2::Sha256;
 use crate::track::FieldErrors;
 
 /// What a CRM can subscribe to.
-pub const EVENT_TYPES: [&str; 5] = [
+pub const EVENT_TYPES: [&str; 6] = [
     "email.opened",
     "email.clicked",
     "contact.unsubscribed",
     "conversion.created",
     "consent.changed",
+    "transport.failed",
 ];
 
 /// Delay before each retry, in seconds (after the 1st, 2nd, … failed attempt): 5 s, 5 min, 30 min,

@@ -113,6 +113,13 @@ fn generate_token_vectors() -> Value {
         }),
         ..base.clone()
     };
+    // Campaign letters sent before preference links named the site carried the campaign id; the
+    // preference centre resolves it to the campaign's site (tests/e2e/consent-trust.test.mjs).
+    let legacy_preferences = Claims {
+        purpose: Purpose::Preferences,
+        expires_at: Some((NOW + 400 * 86_400) as u32),
+        ..base.clone()
+    };
     let sign = |r: &Keyring, c: &Claims| r.sign(c).expect("signs");
 
     let mut valid = vec![];
@@ -121,6 +128,11 @@ fn generate_token_vectors() -> Value {
         ("click", &ring, &click),
         ("unsubscribe", &ring, &unsub),
         ("conversion attribution", &ring, &attribution),
+        (
+            "preferences link naming its campaign (signed before links named the site)",
+            &ring,
+            &legacy_preferences,
+        ),
         (
             "open signed by the previous key (rotation)",
             &old_ring,

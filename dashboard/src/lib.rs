@@ -71,6 +71,8 @@ pub struct Summary {
     pub human_clicks: u64,
     pub unsubscribes: u64,
     pub conversions: u64,
+    /// Of `conversions`, reported only by the site's widget (not confirmed by the shop's server).
+    pub unverified: u64,
     pub revenue: String,
 }
 
@@ -85,6 +87,7 @@ impl Summary {
             human_clicks: s.clicks.all.human.unique,
             unsubscribes: s.unsubscribes,
             conversions: s.conversions.all.count,
+            unverified: s.conversions.all.unverified,
             revenue: revenue_text(&s.conversions.all.revenue),
         }
     }
@@ -307,8 +310,12 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
     ]));
     let _ = write!(
         body,
-        "<p>Revenue: <strong data-metric=\"revenue\">{}</strong></p></section>",
-        escape(&sum.revenue)
+        "<p>Revenue: <strong data-metric=\"revenue\">{}</strong></p>\
+<p class=\"muted\">Unverified orders (reported by the site only, not by the shop's server): \
+<strong data-metric=\"unverified\">{}</strong> of {}</p></section>",
+        escape(&sum.revenue),
+        sum.unverified,
+        sum.conversions
     );
     let b = chart::buckets(&s.series);
     let _ = write!(
@@ -725,6 +732,7 @@ mod tests {
                 human_clicks: 20,
                 unsubscribes: 0,
                 conversions: 4,
+                unverified: 0,
                 revenue: "199.60 EUR".into()
             }
         );

@@ -6,8 +6,9 @@ use worker::{Env, Request};
 use crate::db;
 use crate::http::{ApiError, ApiResult};
 
-/// Checks the request's bearer token and that it grants `scope`.
-pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<()> {
+/// Checks the request's bearer token and that it grants `scope`; returns the token's id (for
+/// audit records).
+pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<String> {
     let header = crate::http::header(req, "Authorization");
     let token = bearer_token(header.as_deref()).ok_or_else(|| {
         ApiError::new(
@@ -16,15 +17,15 @@ pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<
             "send `Authorization: Bearer <API token>`",
         )
     })?;
-    let scopes = db::token_scopes(env, &hash_api_token(token))
+    let live = db::live_token(env, &hash_api_token(token))
         .await?
         .ok_or_else(|| ApiError::new(401, "unauthorized", "unknown or revoked API token"))?;
-    if !has_scope(&scopes, scope) {
+    if !has_scope(&live.scopes, scope) {
         return Err(ApiError::new(
             403,
             "forbidden",
             format!("this token lacks the `{}` scope", scope.as_str()),
         ));
     }
-    Ok(())
+    Ok(live.id)
 }

@@ -63,6 +63,22 @@ pub async fn enqueue_batch<T: serde::Serialize>(
     Ok(())
 }
 
+/// A live API token: its id (named in audit records) and scopes.
+#[derive(Debug, Deserialize)]
+pub struct LiveToken {
+    pub id: String,
+    pub scopes: String,
+}
+
+/// The live API token with this hash, if any.
+pub async fn live_token(env: &Env, token_hash: &str) -> Result<Option<LiveToken>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT id, scopes FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
+        .bind(&[text(token_hash)])?
+        .first::<LiveToken>(None)
+        .await
+}
+
 /// Scopes of the live API token with this hash, if any.
 pub async fn token_scopes(env: &Env, token_hash: &str) -> Result<Option<String>> {
     env.d1(bindings::DB)?
@@ -208,8 +224,9 @@ pub async fn claim_daily(env: &Env, name: &str, period: &str) -> Result<bool> {
 
 const CONVERSION_COLUMNS: usize = 12;
 
-/// Statements that store attributed orders (skipping order ids already stored; triggers count
-/// them, see `migrations/0008_conversions.sql`). Widget-reported orders are also recorded as the
+/// Statements that store attributed orders (an order id already stored is skipped, except that
+/// the shop's server report replaces a site-reported one; triggers count them, see
+/// `migrations/0008_conversions.sql` and `0015_verified_conversions.sql`). Widget-reported orders are also recorded as the
 /// contact's `purchase` event (id `order.{order_id}`), so segments and chain conditions see them;
 /// API purchases are such events already.
 pub fn conversion_statements(
@@ -224,7 +241,12 @@ pub fn conversion_statements(
         let sql = format!(
             "INSERT INTO conversions (order_id, campaign_id, contact_id, message_id, link_index, channel, \
              value_minor, currency, source, occurred_at, hour, received_at) VALUES {} \
-             ON CONFLICT (order_id) DO NOTHING",
+             ON CONFLICT (order_id) DO UPDATE SET campaign_id = excluded.campaign_id, \
+             contact_id = excluded.contact_id, message_id = excluded.message_id, \
+             link_index = excluded.link_index, channel = excluded.channel, \
+             value_minor = excluded.value_minor, currency = excluded.currency, source = excluded.source, \
+             occurred_at = excluded.occurred_at, hour = excluded.hour \
+             WHERE conversions.source = 'site' AND excluded.source = 'api'",
             vec![row; chunk.len()].join(", ")
         );
         let mut params = Vec::with_capacity(chunk.len() * CONVERSION_COLUMNS);

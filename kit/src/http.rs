@@ -103,8 +103,11 @@ pub fn content_type(req: &worker::Request) -> String {
         .to_ascii_lowercase()
 }
 
-/// Reads at most `limit` bytes of body: `413` above it, whether declared or actual.
+/// Reads at most `limit` bytes of body: `413` above it, whether declared or actual. The body is
+/// read chunk by chunk and abandoned as soon as it passes the limit, so a chunked upload without
+/// a `Content-Length` is never buffered whole.
 pub async fn read_limited(req: &mut worker::Request, limit: usize) -> ApiResult<Vec<u8>> {
+    use futures_core::Stream;
     let too_large = || {
         ApiError::new(
             413,
@@ -116,11 +119,46 @@ pub async fn read_limited(req: &mut worker::Request, limit: usize) -> ApiResult<
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let bytes = req.bytes().await?;
-    if bytes.len() > limit {
-        return Err(too_large());
+    let Ok(stream) = req.stream() else {
+        // No body at all.
+        return Ok(Vec::new());
+    };
+    let mut stream = std::pin::pin!(stream);
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        let chunk = chunk?;
+        if bytes.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
+}
+
+/// Largest form body a page accepts (unsubscribe, preferences, confirm, dashboard sign-in): a
+/// few checkboxes or a token.
+pub const MAX_FORM_BYTES: usize = 8 * 1024;
+
+/// Reads a form body (`application/x-www-form-urlencoded` or `multipart/form-data`) of at most
+/// `limit` bytes and lets the runtime parse it: the size is checked before any parsing.
+pub async fn read_form(req: &mut worker::Request, limit: usize) -> ApiResult<worker::FormData> {
+    let content_type = header(req, "Content-Type").unwrap_or_default();
+    let bytes = read_limited(req, limit).await?;
+    let headers = Headers::new();
+    headers.set("Content-Type", &content_type)?;
+    let mut init = worker::RequestInit::new();
+    init.with_method(worker::Method::Post)
+        .with_headers(headers)
+        .with_body(Some(js_sys_bytes(&bytes)));
+    let mut parsed = worker::Request::new_with_init("https://form.invalid/", &init)?;
+    parsed
+        .form_data()
+        .await
+        .map_err(|_| ApiError::new(400, "invalid_form", "the form could not be read"))
+}
+
+fn js_sys_bytes(bytes: &[u8]) -> wasm_bindgen::JsValue {
+    worker::js_sys::Uint8Array::from(bytes).into()
 }
 
 /// Parses a JSON body; a `400` names the field serde complained about (unknown, missing, wrong type).
@@ -223,6 +261,15 @@ button{{font:inherit;padding:.6rem 1.2rem;border-radius:.4rem;border:1px solid #
 /// A complete HTML document (already escaped), with the same security headers as [`page`].
 pub fn html_document(status: u16, html: String) -> Response {
     with_body(status, html.into_bytes(), &PAGE_HEADERS)
+}
+
+/// `HEAD` on a page: the `GET` answer's status and headers, without the body.
+pub fn head(get: Response) -> Response {
+    let headers = get.headers().clone();
+    Response::builder()
+        .with_status(get.status_code())
+        .with_headers(headers)
+        .fixed(Vec::new())
 }
 
 /// The tracking pixel: always this response, whatever the token.

@@ -18,10 +18,11 @@ use epistola_core::policy::{
     SendKind, SendWindow,
 };
 use epistola_core::segment::{self, Facts, Rule};
+use epistola_core::sendkey::KeyState;
 use epistola_core::site::Channel;
 use epistola_sender::compose::{compose, Campaign, Recipient as LetterRecipient};
 use epistola_sender::sms::{sms_text, SmsOutcome};
-use epistola_sender::smtp::Envelope;
+use epistola_sender::smtp::{Envelope, Failure};
 use epistola_sender::template::{Compiled, TemplateSource};
 use epistola_worker_kit::db::enqueue_batch;
 use serde_json::json;
@@ -181,12 +182,31 @@ pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
     let (chain_runs_due, birthdays) = crate::chain_jobs::tick(env, now).await?;
     let (webhooks_delivered, webhook_failures) = crate::webhooks_out::deliver_due(env, now).await?;
+    let expired = expire_unconfirmed(env, now).await?;
     Ok(json!({
         "queued": queued, "contacts_read": read, "fanout_write_statements": writes,
         "requeued_deferred": due.len(), "finished": finished,
         "chain_runs_due": chain_runs_due, "birthday_runs": birthdays,
         "webhooks_delivered": webhooks_delivered, "webhook_failures": webhook_failures,
+        "expired_captures": expired.captures, "expired_contacts": expired.contacts,
     }))
+}
+
+/// Var: days an unconfirmed sign-up is kept (default 30).
+pub const PENDING_RETENTION_DAYS: &str = "PENDING_RETENTION_DAYS";
+const DEFAULT_PENDING_RETENTION_DAYS: u64 = 30;
+
+/// Once a day: sign-ups never confirmed within the retention period are deleted (the capture with
+/// what it carried, and a contact that only it created).
+async fn expire_unconfirmed(env: &Env, now: u64) -> worker::Result<store::Expired> {
+    let Some((day, _)) = epistola_core::contact::utc_date(now) else {
+        return Ok(store::Expired::default());
+    };
+    if !store::claim_daily(env, "pending-retention", &day).await? {
+        return Ok(store::Expired::default());
+    }
+    let days = config::number(env, PENDING_RETENTION_DAYS, DEFAULT_PENDING_RETENTION_DAYS);
+    store::delete_unconfirmed(env, now.saturating_sub(days * 86_400)).await
 }
 
 /// Schedules up to PAGES_PER_TICK pages of a sending campaign's audience. Segment rules are
@@ -292,6 +312,8 @@ async fn select(
 // Chunk: guardrails, compose, deliver.
 
 /// Renders and sends the SMS version (the send key is already claimed) and records the outcome.
+/// Returns what happened, and the transport failure's summary if the provider (not the recipient)
+/// failed.
 async fn send_sms(
     env: &Env,
     template: &Compiled,
@@ -299,7 +321,7 @@ async fn send_sms(
     contact: &ContactRow,
     record: &CampaignSend<'_>,
     now: u64,
-) -> worker::Result<Delivered> {
+) -> worker::Result<(Delivered, Option<String>)> {
     let text = match template.render_sms(context) {
         Ok(Some(t)) => sms_text(&t),
         Ok(None) => String::new(),
@@ -312,11 +334,20 @@ async fn send_sms(
         Some(p) if !text.is_empty() => (p, None),
         _ => ("", Some(("failed", "render_error", Delivered::Failed))),
     };
+    let mut transport = None;
     let (status, reason, delivered, detail) = match delivered {
         Some((s, r, d)) => (s, Some(r), d, None),
         None => match sms::send(env, phone, &text).await {
             (SmsOutcome::Accepted, _) => ("sent", None, Delivered::Sent, None),
             (SmsOutcome::Transient, detail) => ("retrying", None, Delivered::Retrying, detail),
+            (SmsOutcome::Transport, detail) => {
+                transport = Some(
+                    detail
+                        .clone()
+                        .unwrap_or_else(|| "SMS provider failed".into()),
+                );
+                ("retrying", Some("transport"), Delivered::Retrying, detail)
+            }
             (SmsOutcome::Permanent, detail) => {
                 ("failed", Some("sms_refused"), Delivered::Failed, detail)
             }
@@ -326,11 +357,16 @@ async fn send_sms(
         status,
         reason,
         detail: detail.as_deref(),
+        due_at: (status == "retrying").then_some(now + RETRY_REQUEUE_SECONDS),
         ..*record
     };
     store::record_campaign_send(env, &outcome, true, now).await?;
-    Ok(delivered)
+    Ok((delivered, transport))
 }
+
+/// A letter left `retrying` is queued again by the tick after this long, if the queue's own
+/// retries have not delivered it by then (they may have been exhausted): nothing is lost.
+const RETRY_REQUEUE_SECONDS: u64 = 600;
 
 pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobOutcome {
     match try_chunk(env, chunk, now).await {
@@ -380,6 +416,8 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
             .sms_fallback_after
             .and_then(|s| u64::try_from(s).ok())
             .filter(|_| !test),
+        pause: store::Paused::Campaign(&campaign.id),
+        paused: campaign.paused_reason.is_some(),
     };
     let recipients: Vec<(String, String)> = chunk
         .contacts
@@ -416,6 +454,10 @@ pub struct Mailing<'a> {
     pub channel: Channel,
     /// After a sent e-mail, when to check engagement and send the SMS version.
     pub sms_fallback_after: Option<u64>,
+    /// What a transport failure pauses (the campaign, or the chain).
+    pub pause: store::Paused<'a>,
+    /// Paused now: the first delivery that works resumes it.
+    pub paused: bool,
 }
 
 impl Mailing<'_> {
@@ -515,6 +557,7 @@ pub async fn deliver(
     };
     let letter = Campaign {
         id: m.stats_id,
+        site: m.site_id,
         template: &compiled,
         base_url: m.base_url,
         from_name: &site.name,
@@ -548,6 +591,10 @@ pub async fn deliver(
         store::domain_counts(env, &throttled, now).await?
     };
     let mut domain_added: HashMap<String, u32> = HashMap::new();
+    // The first transport failure (relay, account, configuration) stops this chunk's attempts:
+    // the rest wait as `retrying`, the mailing is paused, nothing is suppressed.
+    let mut transport_down: Option<String> = None;
+    let mut delivered_any = false;
     let contacts = std::mem::take(&mut facts.contacts);
     for contact in &contacts {
         let Some(key) = send_keys.get(contact.id.as_str()).map(|k| (*k).to_owned()) else {
@@ -573,14 +620,19 @@ pub async fn deliver(
         };
         let attrs = contact_attributes(contact);
         let recent = facts.recent.get(&contact.id).cloned().unwrap_or_default();
-        let status = facts.send_status.get(&key).map(String::as_str);
+        // Final, or being delivered elsewhere: nothing to do for this key.
+        let settled = facts
+            .send_status
+            .get(&key)
+            .and_then(|s| KeyState::parse(s))
+            .is_some_and(KeyState::is_settled);
         let recipient = Recipient {
             suppressed: facts.suppressed.contains(&contact.id)
                 || address_suppressed.contains(&address_hash(&contact.email)),
             consents: &consents,
             attributes: &attrs,
             on_test_list: contact.test_list == 1,
-            already_sent: matches!(status, Some("sent" | "failed" | "skipped" | "sending")),
+            already_sent: settled,
             recent_sends: &recent,
             utc_offset_seconds: contact
                 .time_zone
@@ -600,9 +652,7 @@ pub async fn deliver(
             due_at: None,
             channel: m.channel.as_str(),
         };
-        let precheck = if m.channel != Channel::Sms
-            || matches!(status, Some("sent" | "failed" | "skipped" | "sending"))
-        {
+        let precheck = if m.channel != Channel::Sms || settled {
             None
         } else if engaged.contains(&contact.id) {
             Some("engaged")
@@ -636,6 +686,14 @@ pub async fn deliver(
                 store::record_campaign_send(env, &record, false, now).await?;
                 results.insert(contact.id.clone(), Delivered::Deferred { until });
             }
+            Decision::Send if transport_down.is_some() => {
+                record.status = KeyState::Retrying.as_str();
+                record.reason = Some("transport");
+                record.due_at = Some(now + RETRY_REQUEUE_SECONDS);
+                store::record_campaign_send(env, &record, false, now).await?;
+                results.insert(contact.id.clone(), Delivered::Retrying);
+                outcome = JobOutcome::Retry;
+            }
             Decision::Send => {
                 let domain = mail_domain(&contact.email);
                 let sent_this_hour = domain_sent.get(&domain).copied().unwrap_or(0);
@@ -665,10 +723,14 @@ pub async fn deliver(
                     "site": { "name": site.name },
                 });
                 if m.channel == Channel::Sms {
-                    let delivered =
+                    let (delivered, transport) =
                         send_sms(env, &compiled, &context, contact, &record, now).await?;
                     if delivered == Delivered::Retrying {
                         outcome = JobOutcome::Retry;
+                    }
+                    delivered_any |= delivered == Delivered::Sent;
+                    if transport.is_some() {
+                        transport_down = transport;
                     }
                     results.insert(contact.id.clone(), delivered);
                     continue;
@@ -706,6 +768,7 @@ pub async fn deliver(
                         record.status = "sent";
                         store::record_campaign_send(env, &record, true, now).await?;
                         results.insert(contact.id.clone(), Delivered::Sent);
+                        delivered_any = true;
                         if throttles.contains_key(&domain) {
                             *domain_sent.entry(domain.clone()).or_default() += 1;
                             *domain_added.entry(domain.clone()).or_default() += 1;
@@ -730,10 +793,15 @@ pub async fn deliver(
                             .or_default()
                             .push(now);
                     }
-                    Err(e) if e.is_transient() => {
+                    Err(e) if e.failure() != Failure::Bounce => {
                         let detail = e.to_string();
                         record.status = "retrying";
                         record.detail = Some(&detail);
+                        record.due_at = Some(now + RETRY_REQUEUE_SECONDS);
+                        if e.failure() == Failure::Transport {
+                            record.reason = Some("transport");
+                            transport_down = Some(e.summary());
+                        }
                         store::record_campaign_send(env, &record, true, now).await?;
                         worker::console_warn!("{}: {}; will retry", m.stats_id, e.summary());
                         results.insert(contact.id.clone(), Delivered::Retrying);
@@ -759,5 +827,11 @@ pub async fn deliver(
     }
     mailer.finish().await;
     store::add_domain_counts(env, &domain_added, now).await?;
+    if let Some(reason) = &transport_down {
+        worker::console_error!("{}: transport failure ({reason}); paused", m.stats_id);
+        store::pause_sending(env, m.pause, reason, now).await?;
+    } else if delivered_any && m.paused {
+        store::resume_sending(env, m.pause).await?;
+    }
     Ok((outcome, results))
 }

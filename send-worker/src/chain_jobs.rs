@@ -228,6 +228,8 @@ async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<Jo
         base_url: &chunk.base_url,
         channel: Channel::Email,
         sms_fallback_after: None,
+        pause: store::Paused::Chain(&chain.id),
+        paused: chain.paused_reason.is_some(),
     };
     let (outcome, results) = deliver(env, &mailing, &recipients, now).await?;
     let next_step = chunk.step + 1;

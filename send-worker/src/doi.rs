@@ -1,7 +1,11 @@
 //! Double opt-in mail jobs, run by the queue consumer: the confirmation letter after a capture,
 //! the promised item after confirmation. Each has a send key, so a redelivered job sends nothing.
 
+use epistola_core::consent::{pending_requests, texts_to_confirm};
+use epistola_core::contact::address_hash;
 use epistola_core::event::CaptureJob;
+use epistola_core::policy::{decide_optin, Decision, OptinFacts, OptinLetter, SkipReason};
+use epistola_core::sendkey::KeyState;
 use epistola_core::token::Purpose;
 use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
 use epistola_core::url::origin_of;
@@ -48,6 +52,9 @@ pub async fn run(env: &Env, kind: MailKind, job: &CaptureJob, now: u64) -> JobOu
     }
 }
 
+/// Within this many seconds, one confirmation letter per address, whichever site asked.
+const CONFIRMATIONS_PER_ADDRESS_WINDOW: u64 = 86_400;
+
 async fn try_run(
     env: &Env,
     kind: MailKind,
@@ -55,19 +62,55 @@ async fn try_run(
     now: u64,
 ) -> worker::Result<JobOutcome> {
     let send_key = format!("{}.{}", kind.as_str(), job.capture);
-    if matches!(
-        store::send_status(env, &send_key).await?.as_deref(),
-        Some("sent" | "failed")
-    ) {
-        return Ok(JobOutcome::Done);
-    }
     let Some(capture) = store::capture_for_mail(env, &job.capture).await? else {
         worker::console_warn!("{} job: capture {} is gone", kind.as_str(), job.capture);
         return Ok(JobOutcome::Done);
     };
-    if kind == MailKind::Delivery && capture.status != "confirmed" {
-        worker::console_warn!("delivery job: capture {} is not confirmed", job.capture);
+    let key = store::OptinSend {
+        send_key: &send_key,
+        kind: kind.as_str(),
+        contact: &capture.contact_id,
+        capture: &job.capture,
+    };
+    let address_suppressed = !store::suppressed_hashes(env, &[address_hash(&capture.email)])
+        .await?
+        .is_empty();
+    let facts = OptinFacts {
+        capture_confirmed: capture.status == "confirmed",
+        suppressed: capture.suppressed == 1 || address_suppressed,
+    };
+    let letter_kind = match kind {
+        MailKind::Confirmation => OptinLetter::Confirmation,
+        MailKind::Delivery => OptinLetter::Delivery,
+    };
+    if let Decision::Skip(reason) = decide_optin(letter_kind, facts) {
+        store::record_optin_send(
+            env,
+            &key,
+            KeyState::Skipped,
+            Some(reason.as_str()),
+            None,
+            now,
+        )
+        .await?;
         return Ok(JobOutcome::Done);
+    }
+    let per_day = (kind == MailKind::Confirmation).then_some(CONFIRMATIONS_PER_ADDRESS_WINDOW);
+    match store::claim_optin_send(env, &key, per_day, now).await? {
+        store::OptinClaim::Claimed => {}
+        store::OptinClaim::Settled => return Ok(JobOutcome::Done),
+        store::OptinClaim::DailyLimit => {
+            store::record_optin_send(
+                env,
+                &key,
+                KeyState::Skipped,
+                Some(SkipReason::DailyLimit.as_str()),
+                None,
+                now,
+            )
+            .await?;
+            return Ok(JobOutcome::Done);
+        }
     }
     if kind == MailKind::Delivery {
         // The `lead.confirmed` event enrols the contact in chains triggered by it (once: the
@@ -83,6 +126,7 @@ async fn try_run(
     }
     let Some(site) = store::get_site(env, &capture.site_id).await? else {
         worker::console_error!("{} job: site {} is gone", kind.as_str(), capture.site_id);
+        store::record_optin_send(env, &key, KeyState::Failed, Some("site_gone"), None, now).await?;
         return Ok(JobOutcome::Done);
     };
     let base = job.base_url.trim_end_matches('/');
@@ -97,19 +141,38 @@ async fn try_run(
             ttl,
         )
     };
+    let unsigned = || async {
+        // No key ring: give the key back for the retry.
+        store::record_optin_send(
+            env,
+            &key,
+            KeyState::Retrying,
+            None,
+            Some("no signing keys"),
+            now,
+        )
+        .await
+    };
     let mut headers: Vec<(&str, String)> = Vec::new();
     let letter: Letter = match kind {
         MailKind::Confirmation => {
             let Some(t) = token(Purpose::Confirm, CONFIRM_TTL_SECONDS) else {
+                unsigned().await?;
                 return Ok(JobOutcome::Retry);
             };
-            letter::confirmation(&site, &format!("{base}/confirm/{t}"))
+            let requested = pending_requests(&capture.consents).unwrap_or_default();
+            let grants: Vec<&str> = texts_to_confirm(&site, &requested)
+                .iter()
+                .map(|t| t.text.as_str())
+                .collect();
+            letter::confirmation(&site, &format!("{base}/confirm/{t}"), &grants)
         }
         MailKind::Delivery => {
             let (Some(p), Some(u)) = (
                 token(Purpose::Preferences, UNSUBSCRIBE_TTL_SECONDS),
                 token(Purpose::Unsubscribe, UNSUBSCRIBE_TTL_SECONDS),
             ) else {
+                unsigned().await?;
                 return Ok(JobOutcome::Retry);
             };
             headers.push(("List-Unsubscribe", format!("<{base}/u/{u}>")));
@@ -138,24 +201,15 @@ async fn try_run(
         from: &site.from_email,
         to: &capture.email,
     };
-    let mut outcome = store::SendOutcome {
-        send_key: &send_key,
-        kind: kind.as_str(),
-        contact: &capture.contact_id,
-        capture: &job.capture,
-        status: "sent",
-        detail: None,
-    };
     match mailer::deliver(env, host, &envelope, &message).await {
         Ok(()) => {
-            store::record_send(env, &outcome, now).await?;
+            store::record_optin_send(env, &key, KeyState::Sent, None, None, now).await?;
             Ok(JobOutcome::Done)
         }
         Err(e) if e.is_transient() => {
             let detail = e.to_string();
-            outcome.status = "retrying";
-            outcome.detail = Some(&detail);
-            store::record_send(env, &outcome, now).await?;
+            store::record_optin_send(env, &key, KeyState::Retrying, None, Some(&detail), now)
+                .await?;
             worker::console_warn!(
                 "{} for {}: {}; will retry",
                 kind.as_str(),
@@ -166,9 +220,15 @@ async fn try_run(
         }
         Err(e) => {
             let detail = e.to_string();
-            outcome.status = "failed";
-            outcome.detail = Some(&detail);
-            store::record_send(env, &outcome, now).await?;
+            store::record_optin_send(
+                env,
+                &key,
+                KeyState::Failed,
+                Some("bounced"),
+                Some(&detail),
+                now,
+            )
+            .await?;
             store::suppress(env, &capture.contact_id, "bounced", &capture.site_id, now).await?;
             worker::console_error!(
                 "{} for {} bounced: {}",

@@ -6,7 +6,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use epistola_sender::mailgun::{send_request, Mailgun};
-use epistola_sender::smtp::{Envelope, Session, SmtpConfig, SmtpError, SmtpStream, StartTls};
+use epistola_sender::smtp::{
+    Envelope, Session, SmtpConfig, SmtpError, SmtpStream, Stage, StartTls,
+};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use worker::{
     ConnectionBuilder, Env, Fetch, Headers, Method, Request, RequestInit, SecureTransport, Socket,
@@ -58,7 +60,7 @@ struct Transport {
 }
 
 fn transport(env: &Env, helo_name: &str) -> Result<Transport, SmtpError> {
-    let unconfigured = |what: &str| SmtpError::Protocol(format!("{what} is not configured"));
+    let unconfigured = |what: &str| SmtpError::Config(what.to_owned());
     let host =
         config::text(env, bindings::SMTP_HOST).ok_or_else(|| unconfigured(bindings::SMTP_HOST))?;
     let port = config::text(env, bindings::SMTP_PORT)
@@ -96,10 +98,8 @@ fn mailgun(env: &Env) -> Option<Result<Mailgun, SmtpError>> {
     if config::text(env, EMAIL_TRANSPORT).as_deref() != Some("mailgun") {
         return None;
     }
-    let get = |name: &str| {
-        config::text(env, name)
-            .ok_or_else(|| SmtpError::Protocol(format!("{name} is not configured")))
-    };
+    let get =
+        |name: &str| config::text(env, name).ok_or_else(|| SmtpError::Config(name.to_owned()));
     Some((|| {
         Ok(Mailgun {
             base_url: config::text(env, MAILGUN_API_URL)
@@ -132,17 +132,31 @@ async fn deliver_mailgun(m: &Mailgun, to: &str, message: &[u8]) -> Result<(), Sm
     let req = Request::new_with_init(&r.url, &init).map_err(io)?;
     let resp = Fetch::Request(req).send().await.map_err(io)?;
     let code = resp.status_code();
+    // The API answers for the whole request: a 4xx here is about our key (401, 403), our domain
+    // (404) or the message (400, 413), never proof that the recipient's address is bad — those
+    // bounces arrive later through the signed webhooks. So nothing here is a bounce: every
+    // refusal is a transport failure (retried, the sending paused), a 429 only this message later.
+    let message = format!("provider answered {code}");
     match code {
         200..=299 => Ok(()),
-        // A refused recipient or message is permanent (a bounce). Bad credentials, rate limits and
-        // provider errors are not the recipient's fault: retry, and dead-letter if it persists.
-        400 | 404 | 413 => Err(SmtpError::Permanent {
+        429 => Err(SmtpError::Transient {
             code,
-            message: format!("provider answered {code}"),
+            stage: Stage::RcptTo,
+            message,
+        }),
+        400..=499 => Err(SmtpError::Permanent {
+            code,
+            stage: if matches!(code, 401 | 403 | 404) {
+                Stage::Auth
+            } else {
+                Stage::Data
+            },
+            message,
         }),
         _ => Err(SmtpError::Transient {
             code,
-            message: format!("provider answered {code}"),
+            stage: Stage::Greeting,
+            message,
         }),
     }
 }

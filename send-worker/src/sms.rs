@@ -24,7 +24,7 @@ fn provider(env: &Env) -> Option<SmsProvider> {
 pub async fn send(env: &Env, to: &str, body: &str) -> (SmsOutcome, Option<String>) {
     let Some(p) = provider(env) else {
         return (
-            SmsOutcome::Transient,
+            SmsOutcome::Transport,
             Some("SMS provider is not configured".into()),
         );
     };
@@ -35,7 +35,7 @@ pub async fn send(env: &Env, to: &str, body: &str) -> (SmsOutcome, Option<String
         || headers.set("Content-Type", r.content_type).is_err()
     {
         return (
-            SmsOutcome::Transient,
+            SmsOutcome::Transport,
             Some("could not build the request".into()),
         );
     }
@@ -56,7 +56,7 @@ pub async fn send(env: &Env, to: &str, body: &str) -> (SmsOutcome, Option<String
             )
         }
         Err(e) => (
-            SmsOutcome::Transient,
+            SmsOutcome::Transport,
             Some(format!("provider unreachable: {e}")),
         ),
     }

@@ -39,6 +39,7 @@ fn main() {
     let template = Compiled::new(&newsletter::newsletter_template()).expect("compiles");
     let campaign = Campaign {
         id: "spring-2026",
+        site: "toy-shop",
         template: &template,
         base_url: "https://t.example",
         from_name: "Toy shop",

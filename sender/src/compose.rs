@@ -16,6 +16,8 @@ use crate::template::{Compiled, TemplateError};
 #[derive(Debug)]
 pub struct Campaign<'a> {
     pub id: &'a str,
+    /// The site whose consents the preference link manages (a campaign id is not a site id).
+    pub site: &'a str,
     pub template: &'a Compiled,
     /// Public origin for tracking links, e.g. `https://t.example.com`.
     pub base_url: &'a str,
@@ -102,8 +104,10 @@ pub fn compose<C: Serialize>(
     );
     let preferences_url = format!(
         "{base}/p/{}",
-        c.keys
-            .sign(&claims(Purpose::Preferences, to.contact, expires, None))?
+        c.keys.sign(&Claims {
+            campaign: c.site.to_owned(),
+            ..claims(Purpose::Preferences, to.contact, expires, None)
+        })?
     );
     let pixel_url = format!(
         "{base}/o/{}.gif",
@@ -246,6 +250,7 @@ mod tests {
     ) -> Campaign<'a> {
         Campaign {
             id,
+            site: "toy-shop",
             template,
             base_url: "https://t.example",
             from_name: "Toy shop",
@@ -317,6 +322,15 @@ mod tests {
         assert!(
             keys.verify(&unsub[0], Purpose::Click, now).is_err(),
             "purpose-bound"
+        );
+        // The preference link manages the site's consents: it names the site, not the campaign.
+        let prefs = decode_tokens(&html, "https://t.example/p/");
+        let claims = keys
+            .verify(&prefs[0], Purpose::Preferences, now)
+            .expect("preferences verify");
+        assert_eq!(
+            (claims.campaign.as_str(), claims.contact.as_str()),
+            ("toy-shop", "k1")
         );
     }
 

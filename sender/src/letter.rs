@@ -16,6 +16,7 @@ struct Texts {
     confirm_intro: &'static str,
     confirm_button: &'static str,
     confirm_ignore: &'static str,
+    confirm_grants: &'static str,
     delivery_more: &'static str,
     delivery_preferences: &'static str,
 }
@@ -27,6 +28,7 @@ fn texts(locale: &str) -> Texts {
             confirm_intro: "Нажмите кнопку, чтобы подтвердить адрес, и мы сразу пришлём обещанное.",
             confirm_button: "Подтвердить адрес",
             confirm_ignore: "Если вы ничего не заказывали, просто проигнорируйте это письмо.",
+            confirm_grants: "Подтверждая, вы соглашаетесь:",
             delivery_more: "Хотите получать и другие наши письма? Выберите, что вам интересно:",
             delivery_preferences: "Настроить подписки",
         },
@@ -35,6 +37,7 @@ fn texts(locale: &str) -> Texts {
             confirm_intro: "Натисніть кнопку, щоб підтвердити адресу, і ми одразу надішлемо обіцяне.",
             confirm_button: "Підтвердити адресу",
             confirm_ignore: "Якщо ви нічого не замовляли, просто проігноруйте цей лист.",
+            confirm_grants: "Підтверджуючи, ви погоджуєтеся:",
             delivery_more: "Бажаєте отримувати й інші наші листи? Оберіть, що вам цікаво:",
             delivery_preferences: "Налаштувати підписки",
         },
@@ -43,6 +46,7 @@ fn texts(locale: &str) -> Texts {
             confirm_intro: "Press the button to confirm your address and we will send what we promised right away.",
             confirm_button: "Confirm my address",
             confirm_ignore: "If you did not ask for this, just ignore this e-mail.",
+            confirm_grants: "By confirming you agree to:",
             delivery_more: "Would you like our other e-mails too? Choose what interests you:",
             delivery_preferences: "Choose my subscriptions",
         },
@@ -60,23 +64,33 @@ text-decoration:none;border-radius:6px\">{}</a></p>",
     )
 }
 
-/// "Please confirm": sent right after a capture. `confirm_url` leads to a page whose button confirms.
-pub fn confirmation(site: &SiteConfig, confirm_url: &str) -> Letter {
+/// "Please confirm": sent right after a capture. `confirm_url` leads to a page whose button
+/// confirms; `grants` are the texts of exactly the consents confirming will record (the site's
+/// words, never the visitor's: a confirmation letter must not carry text a stranger typed).
+pub fn confirmation(site: &SiteConfig, confirm_url: &str, grants: &[&str]) -> Letter {
     let t = texts(&site.locale);
     let subject = format!("{}{}", t.confirm_subject, site.promise.title);
+    let grants_text: String = grants.iter().map(|g| format!("- {g}\n")).collect();
+    let grants_html: String = grants
+        .iter()
+        .map(|g| format!("<li>{}</li>", escape_html(g)))
+        .collect();
     let text = format!(
-        "{}\n\n{}\n\n{}: {}\n\n{}\n\n{}\n",
+        "{}\n\n{}\n\n{}\n{}\n{}: {}\n\n{}\n\n{}\n",
         site.promise.title,
         site.promise.description,
+        t.confirm_grants,
+        grants_text,
         t.confirm_button,
         confirm_url,
         t.confirm_intro,
         t.confirm_ignore
     );
     let html = format!(
-        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>{}</h1><p>{}</p><p>{}</p>{}<p style=\"color:#666\">{}</p></body></html>",
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>{}</h1><p>{}</p><p>{}</p><ul>{grants_html}</ul><p>{}</p>{}<p style=\"color:#666\">{}</p></body></html>",
         escape_html(&site.promise.title),
         escape_html(&site.promise.description),
+        escape_html(t.confirm_grants),
         escape_html(t.confirm_intro),
         button(confirm_url, t.confirm_button),
         escape_html(t.confirm_ignore)
@@ -124,8 +138,19 @@ mod tests {
 
     #[test]
     fn confirmation_carries_the_link_in_both_parts() {
-        let l = confirmation(&site("en"), "https://t.example/confirm/TOKEN?a=1&b=2");
+        let l = confirmation(
+            &site("en"),
+            "https://t.example/confirm/TOKEN?a=1&b=2",
+            &["Send me the <birthday> coupon."],
+        );
         assert!(l.subject.ends_with("A birthday gift from us"));
+        // Exactly what confirming grants, in both parts, escaped in HTML.
+        assert!(l
+            .text
+            .contains("By confirming you agree to:\n- Send me the <birthday> coupon.\n"));
+        assert!(l
+            .html
+            .contains("<ul><li>Send me the &lt;birthday&gt; coupon.</li></ul>"));
         assert!(l.text.contains("https://t.example/confirm/TOKEN?a=1&b=2"));
         assert!(l
             .html
@@ -136,10 +161,10 @@ mod tests {
     fn localised_and_escaped() {
         let mut s = site("uk");
         s.promise.title = "<script>alert(1)</script>".into();
-        let l = confirmation(&s, "https://t.example/c");
+        let l = confirmation(&s, "https://t.example/c", &[]);
         assert!(l.subject.starts_with("Підтвердьте"));
         assert!(!l.html.contains("<script>"));
-        assert!(confirmation(&site("ru"), "x")
+        assert!(confirmation(&site("ru"), "x", &[])
             .html
             .contains("Подтвердить адрес"));
     }

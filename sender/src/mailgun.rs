@@ -126,6 +126,18 @@ pub enum WebhookError {
 /// Webhooks older (or newer) than this are refused.
 pub const MAX_WEBHOOK_AGE_SECONDS: u64 = 15 * 60;
 
+impl Signature {
+    /// The key under which this signature's one use is remembered (its token names it; the
+    /// timestamp is in the MAC), and until when it must be remembered: past that it is stale anyway.
+    pub fn replay_key(&self) -> (String, u64) {
+        let ts: u64 = self.timestamp.parse().unwrap_or(0);
+        (
+            format!("mailgun:{}:{}", self.timestamp, self.token),
+            ts + MAX_WEBHOOK_AGE_SECONDS + 60,
+        )
+    }
+}
+
 /// Verifies a payload with any of the signing keys (several during rotation) at `now`.
 pub fn verify(payload: &WebhookPayload, keys: &[&str], now: u64) -> Result<Feedback, WebhookError> {
     let s = &payload.signature;

@@ -91,16 +91,21 @@ pub fn request(p: &SmsProvider, to: &str, body: &str) -> HttpRequest {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SmsOutcome {
     Accepted,
-    /// Rate limited or the provider failed: try again later.
+    /// Rate limited: this message, later.
     Transient,
-    /// Refused (invalid number, unsubscribed at the carrier, bad credentials): do not retry.
+    /// The provider, the account or our configuration failed (down, bad credentials, unknown
+    /// account, not configured): not the recipient's fault. Retry with backoff, pause the sending.
+    Transport,
+    /// This recipient's message was refused (invalid number, unsubscribed at the carrier): do not
+    /// retry.
     Permanent,
 }
 
 pub fn classify(status: u16) -> SmsOutcome {
     match status {
         200..=299 => SmsOutcome::Accepted,
-        408 | 429 | 500..=599 => SmsOutcome::Transient,
+        408 | 429 => SmsOutcome::Transient,
+        401 | 403 | 404 | 500..=599 => SmsOutcome::Transport,
         _ => SmsOutcome::Permanent,
     }
 }
@@ -147,8 +152,11 @@ mod tests {
     fn answers() {
         assert_eq!(classify(201), SmsOutcome::Accepted);
         assert_eq!(classify(429), SmsOutcome::Transient);
-        assert_eq!(classify(503), SmsOutcome::Transient);
+        assert_eq!(classify(503), SmsOutcome::Transport);
         assert_eq!(classify(400), SmsOutcome::Permanent);
-        assert_eq!(classify(401), SmsOutcome::Permanent);
+        // Credentials and accounts are ours, not the recipient's.
+        assert_eq!(classify(401), SmsOutcome::Transport);
+        assert_eq!(classify(403), SmsOutcome::Transport);
+        assert_eq!(classify(404), SmsOutcome::Transport);
     }
 }

@@ -1,7 +1,7 @@
 //! An SMTP client (RFC 5321) over any async byte stream: the Workers TCP socket in production, a
 //! TCP stream or an in-memory pipe in tests. EHLO, optional STARTTLS, optional AUTH PLAIN, MAIL,
-//! RCPT, DATA with dot-stuffing, QUIT. Replies are classified so the caller can retry transient
-//! failures (4xx, I/O) and record permanent ones (5xx) as bounces.
+//! RCPT, DATA with dot-stuffing, QUIT. Replies are classified by code and by the stage they
+//! answer ([`SmtpError::failure`]): only a recipient-level permanent answer is a bounce.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
@@ -44,45 +44,133 @@ impl std::fmt::Debug for SmtpConfig {
     }
 }
 
+/// Where in the conversation an answer came. Who is at fault depends on it: a refusal at `RCPT TO`
+/// is about the recipient; one at the greeting, `EHLO`, `STARTTLS`, `AUTH` or `MAIL FROM` is about
+/// us (relay, account, configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Greeting,
+    Ehlo,
+    StartTls,
+    Auth,
+    MailFrom,
+    RcptTo,
+    Data,
+    /// After the message was sent (`RSET`, `QUIT`): never a verdict on a message.
+    Other,
+}
+
 /// Why a message was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum SmtpError {
-    /// The connection failed or dropped: try again later.
+    /// The connection failed or dropped.
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    /// The server answered 4xx: try again later.
-    #[error("temporary failure {code}: {message}")]
-    Transient { code: u16, message: String },
-    /// The server answered 5xx: do not retry; record as a bounce.
-    #[error("permanent failure {code}: {message}")]
-    Permanent { code: u16, message: String },
+    /// The server answered 4xx.
+    #[error("temporary failure {code} at {stage:?}: {message}")]
+    Transient {
+        code: u16,
+        stage: Stage,
+        message: String,
+    },
+    /// The server answered 5xx.
+    #[error("permanent failure {code} at {stage:?}: {message}")]
+    Permanent {
+        code: u16,
+        stage: Stage,
+        message: String,
+    },
     /// The server broke the protocol (garbled or oversized reply).
     #[error("protocol error: {0}")]
     Protocol(String),
     /// TLS was required but the server does not offer STARTTLS, or the upgrade failed.
     #[error("STARTTLS required but unavailable: {0}")]
     Tls(String),
+    /// Our own setup is incomplete (no relay host, no provider key).
+    #[error("not configured: {0}")]
+    Config(String),
+}
+
+/// What a failed delivery means for the recipient and for the sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The recipient's address does not exist (a recipient-level permanent answer): record a
+    /// bounce and suppress the address.
+    Bounce,
+    /// This message, later: the receiving server asked to try again (greylisting, a busy or full
+    /// mailbox). Not a reason to stop the rest.
+    TryLater,
+    /// The relay, the account or our configuration failed: not the recipient's fault. Retry with
+    /// backoff and pause the sending until an attempt works; never suppress.
+    Transport,
+}
+
+/// The enhanced status code (RFC 3463) at the start of a reply's text, e.g. `(5, 1, 1)`.
+pub fn enhanced_code(message: &str) -> Option<(u8, u16, u16)> {
+    let word = message.split_whitespace().next()?;
+    let mut parts = word.split('.');
+    let class = parts.next()?.parse().ok()?;
+    let subject = parts.next()?.parse().ok()?;
+    let detail = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && matches!(class, 2 | 4 | 5)).then_some((class, subject, detail))
 }
 
 impl SmtpError {
-    /// A summary fit for logs: the class and reply code, never the server's text (which often
-    /// quotes the recipient's address).
+    /// A summary fit for logs and for the reason shown to marketers: the class, stage and reply
+    /// code, never the server's text (which often quotes the recipient's address).
     pub fn summary(&self) -> String {
         match self {
             SmtpError::Io(e) => format!("connection {:?}", e.kind()),
-            SmtpError::Transient { code, .. } => format!("temporary failure {code}"),
-            SmtpError::Permanent { code, .. } => format!("permanent failure {code}"),
+            SmtpError::Transient { code, stage, .. } => {
+                format!("temporary failure {code} at {}", stage_name(*stage))
+            }
+            SmtpError::Permanent { code, stage, .. } => {
+                format!("permanent failure {code} at {}", stage_name(*stage))
+            }
             SmtpError::Protocol(_) => "protocol error".into(),
             SmtpError::Tls(_) => "STARTTLS unavailable".into(),
+            SmtpError::Config(what) => format!("not configured: {what}"),
         }
     }
 
-    /// Should the caller try again later?
+    /// Who is at fault, and so what to do (see [`Failure`]). Only a permanent answer to `RCPT TO`
+    /// whose enhanced code says the mailbox does not exist or is disabled (5.1.x, 5.2.1) is the
+    /// recipient's; a 5xx without an enhanced code, or with a policy code (5.7.x: relaying denied,
+    /// sender blocked), is not proof of a bad address and is handled as a transport failure.
+    pub fn failure(&self) -> Failure {
+        match self {
+            SmtpError::Permanent {
+                stage: Stage::RcptTo,
+                message,
+                ..
+            } => match enhanced_code(message) {
+                Some((5, 1, _)) | Some((5, 2, 1)) => Failure::Bounce,
+                _ => Failure::Transport,
+            },
+            SmtpError::Transient {
+                stage: Stage::RcptTo | Stage::Data,
+                ..
+            } => Failure::TryLater,
+            _ => Failure::Transport,
+        }
+    }
+
+    /// Should the caller try again later? (Everything but a bounce.)
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            SmtpError::Io(_) | SmtpError::Transient { .. } | SmtpError::Protocol(_)
-        )
+        self.failure() != Failure::Bounce
+    }
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Greeting => "greeting",
+        Stage::Ehlo => "EHLO",
+        Stage::StartTls => "STARTTLS",
+        Stage::Auth => "AUTH",
+        Stage::MailFrom => "MAIL FROM",
+        Stage::RcptTo => "RCPT TO",
+        Stage::Data => "DATA",
+        Stage::Other => "end of session",
     }
 }
 
@@ -139,14 +227,14 @@ impl<S: SmtpStream> Conn<S> {
     }
 
     /// Sends a command and expects a reply in `expect` (e.g. 2xx).
-    async fn command(&mut self, line: &str, expect: u16) -> Result<Reply, SmtpError> {
+    async fn command(&mut self, line: &str, expect: u16, stage: Stage) -> Result<Reply, SmtpError> {
         self.io.get_mut().write_all(line.as_bytes()).await?;
         self.io.get_mut().write_all(b"\r\n").await?;
         self.io.get_mut().flush().await?;
-        self.expect(expect).await
+        self.expect(expect, stage).await
     }
 
-    async fn expect(&mut self, expect: u16) -> Result<Reply, SmtpError> {
+    async fn expect(&mut self, expect: u16, stage: Stage) -> Result<Reply, SmtpError> {
         let reply = self.read_reply().await?;
         if reply.code / 100 == expect / 100 {
             return Ok(reply);
@@ -154,10 +242,12 @@ impl<S: SmtpStream> Conn<S> {
         Err(match reply.code {
             400..=499 => SmtpError::Transient {
                 code: reply.code,
+                stage,
                 message: reply.text(),
             },
             500..=599 => SmtpError::Permanent {
                 code: reply.code,
+                stage,
                 message: reply.text(),
             },
             _ => SmtpError::Protocol(format!("unexpected {}: {}", reply.code, reply.text())),
@@ -193,23 +283,24 @@ impl<S: SmtpStream> Session<S> {
         let mut conn = Conn {
             io: BufReader::new(stream),
         };
-        conn.expect(220).await?;
+        conn.expect(220, Stage::Greeting).await?;
         let ehlo = format!("EHLO {}", config.helo_name);
-        let caps = conn.command(&ehlo, 250).await?;
+        let caps = conn.command(&ehlo, 250, Stage::Ehlo).await?;
         if config.starttls == StartTls::Required {
             if !has_capability(&caps, "STARTTLS") {
                 return Err(SmtpError::Tls("server does not offer STARTTLS".into()));
             }
-            conn.command("STARTTLS", 220).await?;
+            conn.command("STARTTLS", 220, Stage::StartTls).await?;
             let plain = conn.io.into_inner();
             conn = Conn {
                 io: BufReader::new(plain.upgrade_tls()?),
             };
-            conn.command(&ehlo, 250).await?;
+            conn.command(&ehlo, 250, Stage::Ehlo).await?;
         }
         if let Some((user, password)) = &config.credentials {
             let token = STANDARD.encode(format!("\0{user}\0{password}"));
-            conn.command(&format!("AUTH PLAIN {token}"), 235).await?;
+            conn.command(&format!("AUTH PLAIN {token}"), 235, Stage::Auth)
+                .await?;
         }
         Ok(Session { conn, usable: true })
     }
@@ -228,6 +319,7 @@ impl<S: SmtpStream> Session<S> {
             {
                 return Err(SmtpError::Permanent {
                     code: 501,
+                    stage: Stage::MailFrom,
                     message: "address contains forbidden characters".into(),
                 });
             }
@@ -237,7 +329,7 @@ impl<S: SmtpStream> Session<S> {
             Ok(()) => {}
             // The server refused this message: reset the transaction and carry on.
             Err(SmtpError::Transient { .. } | SmtpError::Permanent { .. }) => {
-                self.usable = self.conn.command("RSET", 250).await.is_ok();
+                self.usable = self.conn.command("RSET", 250, Stage::Other).await.is_ok();
             }
             Err(_) => self.usable = false,
         }
@@ -246,22 +338,26 @@ impl<S: SmtpStream> Session<S> {
 
     async fn transaction(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
         let conn = &mut self.conn;
-        conn.command(&format!("MAIL FROM:<{}>", envelope.from), 250)
+        conn.command(
+            &format!("MAIL FROM:<{}>", envelope.from),
+            250,
+            Stage::MailFrom,
+        )
+        .await?;
+        conn.command(&format!("RCPT TO:<{}>", envelope.to), 250, Stage::RcptTo)
             .await?;
-        conn.command(&format!("RCPT TO:<{}>", envelope.to), 250)
-            .await?;
-        conn.command("DATA", 354).await?;
+        conn.command("DATA", 354, Stage::Data).await?;
         let body = dot_stuff(data);
         conn.io.get_mut().write_all(&body).await?;
         conn.io.get_mut().write_all(b".\r\n").await?;
         conn.io.get_mut().flush().await?;
-        conn.expect(250).await?;
+        conn.expect(250, Stage::Data).await?;
         Ok(())
     }
 
     /// Ends the session politely; the messages sent are accepted whatever QUIT answers.
     pub async fn quit(mut self) {
-        let _ = self.conn.command("QUIT", 221).await;
+        let _ = self.conn.command("QUIT", 221, Stage::Other).await;
     }
 }
 
@@ -334,12 +430,119 @@ mod tests {
     }
 
     #[test]
+    fn who_is_at_fault() {
+        let permanent = |stage, code, message: &str| SmtpError::Permanent {
+            code,
+            stage,
+            message: message.into(),
+        };
+        let transient = |stage, code, message: &str| SmtpError::Transient {
+            code,
+            stage,
+            message: message.into(),
+        };
+        let table = [
+            // Recipient-level permanent answers: bounces.
+            (
+                permanent(Stage::RcptTo, 550, "5.1.1 no such user"),
+                Failure::Bounce,
+            ),
+            (
+                permanent(Stage::RcptTo, 550, "5.1.10 recipient not found"),
+                Failure::Bounce,
+            ),
+            (
+                permanent(Stage::RcptTo, 553, "5.1.3 bad address syntax"),
+                Failure::Bounce,
+            ),
+            (
+                permanent(Stage::RcptTo, 550, "5.2.1 mailbox disabled"),
+                Failure::Bounce,
+            ),
+            // A refusal at RCPT that is about us, or says nothing: not proof of a bad address.
+            (
+                permanent(Stage::RcptTo, 554, "5.7.1 relay access denied"),
+                Failure::Transport,
+            ),
+            (
+                permanent(Stage::RcptTo, 550, "no such user here"),
+                Failure::Transport,
+            ),
+            (
+                permanent(Stage::RcptTo, 552, "5.2.2 mailbox full"),
+                Failure::Transport,
+            ),
+            // The recipient's server asks us to come back: this letter, later.
+            (
+                transient(Stage::RcptTo, 451, "4.7.1 greylisted"),
+                Failure::TryLater,
+            ),
+            (
+                transient(Stage::RcptTo, 452, "4.2.2 mailbox full"),
+                Failure::TryLater,
+            ),
+            (
+                transient(Stage::Data, 451, "4.3.0 try later"),
+                Failure::TryLater,
+            ),
+            // Relay, account, configuration: transport failures, whatever the code.
+            (
+                permanent(Stage::Greeting, 554, "5.3.2 no service"),
+                Failure::Transport,
+            ),
+            (permanent(Stage::Ehlo, 550, "go away"), Failure::Transport),
+            (
+                permanent(Stage::StartTls, 554, "5.7.0 no TLS"),
+                Failure::Transport,
+            ),
+            (
+                permanent(Stage::Auth, 535, "5.7.8 bad credentials"),
+                Failure::Transport,
+            ),
+            (
+                permanent(Stage::MailFrom, 550, "5.7.1 sender rejected"),
+                Failure::Transport,
+            ),
+            (
+                transient(Stage::MailFrom, 452, "4.3.1 quota exceeded"),
+                Failure::Transport,
+            ),
+            (
+                transient(Stage::Greeting, 421, "4.3.2 shutting down"),
+                Failure::Transport,
+            ),
+            (
+                permanent(Stage::Data, 554, "5.7.1 message refused"),
+                Failure::Transport,
+            ),
+            (
+                SmtpError::Tls("server does not offer STARTTLS".into()),
+                Failure::Transport,
+            ),
+            (
+                SmtpError::Io(std::io::ErrorKind::ConnectionRefused.into()),
+                Failure::Transport,
+            ),
+            (SmtpError::Protocol("garbage".into()), Failure::Transport),
+            (SmtpError::Config("SMTP_HOST".into()), Failure::Transport),
+        ];
+        for (error, want) in table {
+            assert_eq!(error.failure(), want, "{error}");
+            assert_eq!(error.is_transient(), want != Failure::Bounce, "{error}");
+        }
+        assert_eq!(enhanced_code("5.1.1 no such user"), Some((5, 1, 1)));
+        assert_eq!(enhanced_code("no such user"), None);
+        assert_eq!(enhanced_code("5.1 x"), None);
+    }
+
+    #[test]
     fn log_summary_never_quotes_the_server() {
         let e = SmtpError::Permanent {
             code: 550,
+            stage: Stage::RcptTo,
             message: "<ann@example.com> no such user".into(),
         };
-        assert_eq!(e.summary(), "permanent failure 550");
+        assert_eq!(e.summary(), "permanent failure 550 at RCPT TO");
         assert!(
             e.to_string().contains("ann@example.com"),
             "the full text is still there for the sends table"

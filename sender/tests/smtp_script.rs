@@ -3,7 +3,9 @@
 
 #![allow(clippy::expect_used)] // test scaffolding: failing loudly is right here
 
-use epistola_sender::smtp::{send, Envelope, Session, SmtpConfig, SmtpError, SmtpStream, StartTls};
+use epistola_sender::smtp::{
+    send, Envelope, Failure, Session, SmtpConfig, SmtpError, SmtpStream, Stage, StartTls,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -230,16 +232,76 @@ async fn classifies_failures() {
             "220 sink\r\n",
             "250 sink\r\n",
             "250 ok\r\n",
-            "550 no such user\r\n",
+            "550 5.1.1 no such user\r\n",
         ],
         plain(),
     )
     .await;
     assert!(
-        matches!(r, Err(SmtpError::Permanent { code: 550, .. })),
+        matches!(
+            r,
+            Err(SmtpError::Permanent {
+                code: 550,
+                stage: Stage::RcptTo,
+                ..
+            })
+        ),
         "{r:?}"
     );
-    assert!(!r.as_ref().err().is_some_and(SmtpError::is_transient));
+    assert_eq!(
+        r.as_ref().err().map(SmtpError::failure),
+        Some(Failure::Bounce)
+    );
+
+    // Each stage is told apart through a real conversation: only the recipient's answer bounces.
+    let with_auth = SmtpConfig {
+        credentials: Some(("user".into(), "wrong".into())),
+        ..plain()
+    };
+    let cases: [(&[&str], SmtpConfig, Stage); 4] = [
+        (
+            &["554 5.3.2 no service for you\r\n"],
+            plain(),
+            Stage::Greeting,
+        ),
+        (
+            &[
+                "220 sink\r\n",
+                "250 sink\r\n",
+                "535 5.7.8 bad credentials\r\n",
+            ],
+            with_auth,
+            Stage::Auth,
+        ),
+        (
+            &[
+                "220 sink\r\n",
+                "250 sink\r\n",
+                "550 5.7.1 sender rejected\r\n",
+            ],
+            plain(),
+            Stage::MailFrom,
+        ),
+        (
+            &[
+                "220 sink\r\n",
+                "250 sink\r\n",
+                "250 ok\r\n",
+                "550 no such user\r\n",
+            ],
+            plain(),
+            Stage::RcptTo,
+        ),
+    ];
+    for (script, config, stage) in cases {
+        let (r, _) = run(script, config).await;
+        let e = r.expect_err("refused");
+        assert!(
+            matches!(e, SmtpError::Permanent { stage: s, .. } if s == stage),
+            "{e:?}"
+        );
+        assert_eq!(e.failure(), Failure::Transport, "{e}");
+    }
 
     let (r, _) = run(&["220 sink\r\n", "250 sink\r\n", ""], plain()).await;
     assert!(

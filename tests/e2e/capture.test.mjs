@@ -63,31 +63,30 @@ test('widget config: CORS only for the site origins, and the promised item stays
   assert.equal((await fetch(`${w.url}/v1/sites/nope/widget`, { headers: { origin: ORIGIN } })).status, 404);
 });
 
-test('a capture stores the contact, the answers and a consent ledger entry, all pending confirmation', async () => {
+test('a capture keeps everything it carries on the capture: the contact and the ledger wait for confirmation', async () => {
   const r = await capture({
-    site: 'demo', email: ' Ann.Lee@Example.COM ', fields: { first_name: 'Ann' },
+    site: 'demo', email: ' Ann.Lee@Example.COM ', phone: '+44 20 7946 0958', fields: { first_name: 'Ann' },
     answers: { child_age: '3-5', birthday: '2027-03-14' }, consents: [CONSENT], form: 'quiz',
   }, { ip: '198.51.100.23' });
   assert.equal(r.status, 202);
   assert.deepEqual(await r.json(), { status: 'pending_confirmation' });
   assert.equal(r.headers.get('access-control-allow-origin'), ORIGIN);
 
-  const [contact] = await w.d1(`SELECT id, status, fields FROM contacts WHERE email = 'ann.lee@example.com'`);
-  assert.equal(contact.status, 'pending');
-  assert.deepEqual(JSON.parse(contact.fields), { first_name: 'Ann', child_age: '3-5', birthday: '2027-03-14' });
-  const [cap] = await w.d1(`SELECT site_id, form, status, ip_hash, user_agent FROM captures WHERE contact_id = '${contact.id}'`);
+  const [contact] = await w.d1(`SELECT id, status, phone, fields, origin FROM contacts WHERE email = 'ann.lee@example.com'`);
+  assert.deepEqual([contact.status, contact.phone, JSON.parse(contact.fields), contact.origin], ['pending', null, {}, 'capture'],
+    'a new contact is created empty: nothing is applied before the confirming POST');
+  const [cap] = await w.d1(`SELECT site_id, form, status, ip_hash, user_agent, phone, fields, consents FROM captures WHERE contact_id = '${contact.id}'`);
   assert.equal(cap.site_id, 'demo');
   assert.equal(cap.form, 'quiz');
   assert.equal(cap.status, 'pending_confirmation');
+  assert.equal(cap.phone, '+442079460958');
+  assert.deepEqual(JSON.parse(cap.fields), { first_name: 'Ann', child_age: '3-5', birthday: '2027-03-14' });
+  assert.deepEqual(JSON.parse(cap.consents), [[IN_FORM.purpose, 'email', IN_FORM.version]]);
   assert.match(cap.ip_hash, /^[0-9a-f]{16}$/, 'a keyed hash');
   assert.ok(!JSON.stringify(await w.d1('SELECT * FROM captures')).includes('198.51.100.23'), 'never the raw IP');
-  const ledger = await w.d1(`SELECT purpose, channel, action, text_version, method FROM consent_ledger WHERE contact_id = '${contact.id}'`);
-  assert.deepEqual(ledger, [{ purpose: IN_FORM.purpose, channel: 'email', action: 'given', text_version: IN_FORM.version, method: 'widget_form' }]);
-  await assert.rejects(
-    w.d1(`UPDATE consent_ledger SET action = 'withdrawn'`),
-    (e) => /append-only/.test(`${e.message}${e.stdout}${e.stderr}`),
-    'the ledger is append-only',
-  );
+  assert.ok(!JSON.stringify(await w.d1('SELECT * FROM rate_limits')).includes('198.51.100.23'), 'not even as a rate-limit key');
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM consent_ledger WHERE contact_id = '${contact.id}'`), 0,
+    'no consent row counts, or even exists, before confirmation');
 });
 
 test('a long non-ASCII User-Agent is stored clipped on a character boundary, not a crash', async () => {
@@ -100,7 +99,7 @@ test('a long non-ASCII User-Agent is stored clipped on a character boundary, not
     body: JSON.stringify({ site: 'demo', email: 'long-ua@example.com', consents: [CONSENT] }),
   });
   assert.equal(r.status, 202, await r.text());
-  const [row] = await w.d1(`SELECT l.user_agent FROM consent_ledger l JOIN contacts c ON c.id = l.contact_id WHERE c.email = 'long-ua@example.com'`);
+  const [row] = await w.d1(`SELECT p.user_agent FROM captures p JOIN contacts c ON c.id = p.contact_id WHERE c.email = 'long-ua@example.com'`);
   assert.equal(row.user_agent, 'x' + '\uFFFD'.repeat(170), 'the longest whole-character prefix within 512 bytes');
 });
 
@@ -113,6 +112,8 @@ test('bad captures get the right status, name the field, and store nothing', asy
     ['invalid email', { body: { ...good, email: 'not-an-address' } }, 400, 'email'],
     ['missing consent text version', { body: { ...good, consents: [{ purpose: CONSENT.purpose, channel: 'email' }] } }, 400, 'text_version'],
     ['outdated consent text version', { body: { ...good, consents: [{ ...CONSENT, text_version: 'old' }] } }, 400, 'consents[0].text_version'],
+    // Only what the form shows can be asked for: the newsletter is offered after confirmation.
+    ['consent the form does not show', { body: { ...good, consents: [CONSENT, { purpose: 'newsletter', channel: 'email', text_version: 'nl-2026-11' }] } }, 400, 'consents[1].purpose'],
     ['no consent', { body: { ...good, consents: [] } }, 400, 'consents'],
     ['unknown site', { body: { ...good, site: 'nope' } }, 400, 'site'],
     ['unknown field', { body: { ...good, password: 'x' } }, 400, 'password'],
@@ -124,6 +125,7 @@ test('bad captures get the right status, name the field, and store nothing', asy
     assert.equal(r.status, status, name);
     const body = await r.json();
     assert.ok(body.error?.code, `${name}: ${JSON.stringify(body)}`);
+    assert.ok(!JSON.stringify(body).includes(IN_FORM.version), `${name}: the current text version is not echoed`);
     if (field) assert.ok(field in body.error.fields, `${name}: ${JSON.stringify(body)}`);
     if (status === 403) assert.equal(r.headers.get('access-control-allow-origin'), null, name);
   }
@@ -161,6 +163,46 @@ test('list-bombing one address from many IPs stops after 3 per hour', async () =
   assert.equal(await contactsWith('victim@example.com'), 1, 'one contact, however often captured');
 });
 
+test('IPv6 clients are limited per /64: rotating the interface id does not buy more captures', async () => {
+  const statuses = [];
+  for (let i = 0; i < 25; i++) {
+    const r = await capture({ site: 'demo', email: `v6-${i}@example.com`, consents: [CONSENT] }, { ip: `2001:db8:77:1:${(i + 1).toString(16)}::${i}` });
+    statuses.push(r.status);
+  }
+  assert.equal(statuses.filter((s) => s === 202).length, 20, statuses.join(','));
+  assert.deepEqual(statuses.slice(20), [429, 429, 429, 429, 429]);
+  const neighbour = await capture({ site: 'demo', email: 'v6-neighbour@example.com', consents: [CONSENT] }, { ip: '2001:db8:77:2::1' });
+  assert.equal(neighbour.status, 202, 'the next /64 is another subscriber');
+});
+
+test('unconfirmed sign-ups are deleted after the retention period (30 days); confirmed and imported contacts stay', async () => {
+  const imported = await api(w, 'POST', '/v1/contacts/import', {
+    token: w.tokens.marketer,
+    body: { contacts: [
+      { email: 'imported-quiet@example.com' },
+      { email: 'known-reader@example.com', consents: [{ site: 'demo', purpose: 'newsletter', channel: 'email', source: 'checkout-2026' }] },
+    ] },
+  });
+  assert.equal(imported.status, 200, imported.text);
+  for (const email of ['stale@example.com', 'fresh@example.com', 'known-reader@example.com']) {
+    assert.equal((await capture({ site: 'demo', email, consents: [CONSENT] })).status, 202, email);
+  }
+  // The clock cannot be moved in the worker: the rows are made 31 days old instead.
+  const old = Math.floor(Date.now() / 1000) - 31 * 86_400;
+  await w.d1(`UPDATE contacts SET created_at = ${old} WHERE email IN ('stale@example.com', 'imported-quiet@example.com', 'known-reader@example.com')`);
+  await w.d1(`UPDATE captures SET created_at = ${old} WHERE contact_id IN (SELECT id FROM contacts WHERE email IN ('stale@example.com', 'known-reader@example.com'))`);
+  const [stale] = await w.d1(`SELECT id FROM contacts WHERE email = 'stale@example.com'`);
+
+  const r = await fetch(`${w.url}/__scheduled`);
+  assert.equal(r.status, 200);
+  const left = await w.d1(`SELECT email, status FROM contacts WHERE email IN ('stale@example.com', 'fresh@example.com', 'imported-quiet@example.com', 'known-reader@example.com') ORDER BY email`);
+  assert.deepEqual(left.map((c) => c.email), ['fresh@example.com', 'imported-quiet@example.com', 'known-reader@example.com']);
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM captures WHERE contact_id = '${stale.id}'`), 0);
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM captures c JOIN contacts k ON k.id = c.contact_id WHERE k.email = 'known-reader@example.com'`), 0,
+    "a known contact's expired capture goes, the contact stays");
+  assert.equal(await count(`SELECT COUNT(*) AS n FROM captures c JOIN contacts k ON k.id = c.contact_id WHERE k.email = 'fresh@example.com'`), 1);
+});
+
 test('cron deletes ended rate-limit windows and keeps the live ones', async () => {
   await w.d1(`INSERT INTO rate_limits (key, window, n, expires_at) VALUES ('ip:ended', 1, 5, 600)`);
   const live = await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE expires_at > unixepoch()`);
@@ -169,4 +211,25 @@ test('cron deletes ended rate-limit windows and keeps the live ones', async () =
   assert.equal(r.status, 200);
   assert.equal(await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE key = 'ip:ended'`), 0);
   assert.equal(await count(`SELECT COUNT(*) AS n FROM rate_limits WHERE expires_at > unixepoch()`), live);
+});
+
+test('without IP_HASH_KEY a capture is refused (503) rather than stored with a raw address', async () => {
+  const bare = await startWorker({ withoutSecrets: ['IP_HASH_KEY'] });
+  try {
+    assert.equal((await api(bare, 'PUT', '/v1/sites/demo', { token: bare.tokens.sites, body: DEMO_SITE })).status, 200);
+    const r = await fetch(`${bare.url}/v1/capture`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: ORIGIN, 'cf-connecting-ip': '203.0.113.99' },
+      body: JSON.stringify({ site: 'demo', email: 'no-key@example.com', consents: [CONSENT] }),
+    });
+    assert.equal(r.status, 503, await r.text());
+    assert.equal(r.headers.get('access-control-allow-origin'), ORIGIN);
+    const stored = JSON.stringify(await bare.d1('SELECT * FROM rate_limits')) + JSON.stringify(await bare.d1('SELECT * FROM captures'))
+      + JSON.stringify(await bare.d1('SELECT * FROM contacts'));
+    assert.ok(!stored.includes('203.0.113.99'), stored);
+    assert.equal((await bare.d1(`SELECT COUNT(*) AS n FROM contacts`))[0].n, 0, 'nothing half-written');
+    assert.match(bare.log.join(''), /IP_HASH_KEY is not configured/);
+  } finally {
+    await bare.stop();
+  }
 });

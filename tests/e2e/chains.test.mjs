@@ -45,6 +45,10 @@ test('abandoned cart: events enrol once, each step goes once, a purchase leaves 
       { delay_seconds: 0, template: 'cart-1', condition: { no_event_since_entry: 'purchase' } },
       { delay_seconds: 3, template: 'cart-2', condition: { no_event_since_entry: 'purchase' } },
     ]);
+    // The active chain's letters are what the approver activated: their templates are locked.
+    const edit = await api(w, 'PUT', '/v1/templates/cart-2', { token: w.tokens.marketer, body: { name: 'cart-2', subject: 'Changed after approval', html: '<p>x</p>' } });
+    assert.equal(edit.status, 409, edit.text);
+    assert.equal(edit.json.error.code, 'locked');
     const events = await api(w, 'POST', '/v1/events', {
       token: w.tokens.marketer,
       body: { events: [

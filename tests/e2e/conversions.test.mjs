@@ -21,6 +21,7 @@ let sys;
 let shop;
 let shopOrigin;
 let browser;
+let clickOfBo; // a tracked link from Bo's letter, for the rate-limit test
 
 before(async () => {
   sys = await startSendingSystem();
@@ -71,6 +72,7 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   const sentAt = Date.now();
   const [letter] = await mail.waitFor((m) => to('bo@example.com')(m) && m.subject === 'New toys', { what: "Bo's letter" });
   const clickUrl = /href="(http:\/\/127\.0\.0\.1:\d+\/c\/[A-Za-z0-9_-]+)"/.exec(letter.html)[1];
+  clickOfBo = clickUrl;
   // A person reads before clicking; link scanners follow links within seconds of delivery.
   await sleep(Math.max(0, sentAt + 11_000 - Date.now()));
 
@@ -99,6 +101,7 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   await page.goto(`${shopOrigin}/thanks.html?order=A-1001&value=49.90`);
   await page.locator('#thanks').waitFor();
   let s = await statsUntil(w, 'autumn', (x) => x.conversions?.count === 1, 'the beacon conversion was not counted');
+  assert.equal(s.conversions.unverified, 1, 'reported by the site only: unverified');
   await page.reload();
   await page.locator('#thanks').waitFor();
   await context.close();
@@ -124,13 +127,21 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   });
   assert.equal(badValue.status, 400);
   assert.deepEqual(Object.keys((await badValue.json()).error.fields).sort(), ['currency']);
+  const huge = await fetch(`${w.url}/v1/convert`, {
+    method: 'POST',
+    headers: { 'content-type': 'text/plain', origin: shopOrigin },
+    body: JSON.stringify({ site: 'demo', attribution, value: '25000.00', currency: 'EUR', order_id: 'X-4' }),
+  });
+  assert.equal(huge.status, 400, 'above the site-reported cap (CONVERSION_VALUE_CAP, default 10000)');
+  assert.deepEqual(Object.keys((await huge.json()).error.fields), ['value']);
 
   // The shop's backend reports purchases too: the same order (counted once) and a new one.
   const purchases = await api(w, 'POST', '/v1/events', {
     token: w.tokens.marketer,
     body: {
       events: [
-        { id: 'p-A-1001', type: 'purchase', contact: 'bo@example.com', data: { order_id: 'A-1001', value: 49.9, currency: 'EUR' } },
+        // The shop's server knows better (a discount at checkout): its report replaces the site's.
+        { id: 'p-A-1001', type: 'purchase', contact: 'bo@example.com', data: { order_id: 'A-1001', value: 45, currency: 'EUR' } },
         { id: 'p-B-2002', type: 'purchase', contact: 'bo@example.com', data: { order_id: 'B-2002', value: '20', currency: 'EUR' } },
         { id: 'p-C-3003', type: 'purchase', contact: 'ada@example.com', data: { order_id: 'C-3003', value: '5', currency: 'EUR' } },
         { id: 'p-bad', type: 'purchase', contact: 'ada@example.com', data: { order_id: 'D 4', value: 'lots', currency: 'EUR' } },
@@ -145,12 +156,15 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
 
   await sleep(2500); // replayed queue batches must not count anything twice
   s = await statsUntil(w, 'autumn', (x) => x.conversions?.count === 2, 'two orders expected');
-  assert.equal(s.conversions.count, 2);
-  assert.deepEqual(s.conversions.revenue.EUR, { minor: 6990, amount: '69.90' });
+  s = await statsUntil(w, 'autumn', (x) => x.conversions?.revenue?.EUR?.minor === 6500, 'the server report replaces the site report');
+  assert.equal(s.conversions.count, 2, 'one order replaced, one added: counted once each');
+  assert.equal(s.conversions.unverified, 0, 'both orders now confirmed by the shop');
+  assert.deepEqual(s.conversions.revenue.EUR, { minor: 6500, amount: '65.00' });
   assert.equal(s.conversions.channels.email.count, 2);
   const link0 = s.clicks.links.find((l) => l.index === 0);
   assert.equal(link0.conversions.count, 2, 'both orders came through the first link');
-  assert.equal(link0.conversions.revenue.EUR.amount, '69.90');
+  assert.equal(link0.conversions.revenue.EUR.amount, '65.00');
+  assert.equal(s.series.reduce((n, p) => n + p.conversions, 0), 2, 'the series counts the replaced order once');
   assert.equal(s.delivery.email.sent, 2);
   assert.equal(s.clicks.human.unique, 1);
   // GDPR access: everything held about Bo in one JSON document.
@@ -165,6 +179,22 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   assert.equal(bo.messages.filter((m) => m.campaign_id === 'autumn').length, 1);
   assert.ok(!JSON.stringify(exported.json).includes('ip_hash'), 'keyed hashes are not exported');
   assert.equal((await api(w, 'GET', '/v1/contacts/bo@example.com/export', { token: w.tokens.statsOnly })).status, 403);
+
+});
+    const fresh = new URL(again.headers.get('location')).searchParams.get('ep');
+    tokens.add(fresh);
+    const r = await fetch(`${w.url}/v1/convert`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', origin: shopOrigin },
+      body: JSON.stringify({ site: 'demo', attribution: fresh, value: '1.00', currency: 'EUR', order_id: `L-${i}` }),
+    });
+    statuses.push(r.status);
+    await sleep(1100); // a new second, a new token
+  }
+  assert.ok(tokens.size >= 9, `fresh tokens: ${tokens.size}`);
+  const first429 = statuses.indexOf(429);
+  assert.ok(first429 > 0 && first429 <= 8, `the 11th order of the hour is refused: ${statuses}`);
+  assert.ok(statuses.slice(0, first429).every((x) => x === 202) && statuses.slice(first429).every((x) => x === 429), `${statuses}`);
 });
 
 test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JSON', async () => {
@@ -201,16 +231,17 @@ test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JS
   assert.equal(cells[4], String(json.opens.human.unique), 'human opens');
   assert.equal(cells[5], String(json.clicks.human.unique), 'human clicks');
   assert.equal(cells[7], '2', 'conversions');
-  assert.equal(cells[8], '69.90 EUR', 'revenue');
+  assert.equal(cells[8], '65.00 EUR', 'revenue');
 
   // The campaign page: funnel, chart with points, links with their revenue; a screenshot for the log.
   await row.locator('a').click();
   await page.waitForURL(`${base}/dashboard/campaigns/autumn`);
-  assert.equal(await page.locator('[data-metric=revenue]').innerText(), '69.90 EUR');
+  assert.equal(await page.locator('[data-metric=revenue]').innerText(), '65.00 EUR');
+  assert.equal(await page.locator('[data-metric=unverified]').innerText(), '0', 'both orders confirmed by the shop');
   assert.ok(await page.locator('svg.chart circle').count() >= 3, 'three lines with points');
   assert.match(await page.locator('svg.funnel').textContent(), /Orders2 \(100\.0%\)/);
   const linkRow = page.locator('tr', { hasText: '/product.html?id=7' });
-  assert.deepEqual((await linkRow.locator('td').allInnerTexts()).slice(4), ['2', '69.90 EUR']);
+  assert.deepEqual((await linkRow.locator('td').allInnerTexts()).slice(4), ['2', '65.00 EUR']);
   await page.screenshot({ path: join(SHOTS, 'dashboard-campaign.png'), fullPage: true });
   console.log(`# screenshot: ${join(SHOTS, 'dashboard-campaign.png')}`);
 
@@ -229,7 +260,7 @@ test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JS
   // Side by side.
   await page.goto(`${base}/dashboard/compare?a=autumn&b=tracked-b`);
   const revenueRow = await page.locator('tr', { hasText: 'Revenue' }).locator('td').allInnerTexts();
-  assert.deepEqual(revenueRow, ['Revenue', '69.90 EUR', '0']);
+  assert.deepEqual(revenueRow, ['Revenue', '65.00 EUR', '0']);
   // The chains and audience pages render (no chains in this run: an empty table).
   assert.equal((await page.goto(`${base}/dashboard/chains`)).status(), 200);
   assert.equal((await page.goto(`${base}/dashboard/audience`)).status(), 200);
@@ -253,3 +284,13 @@ test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JS
   assert.equal(csrf.headers.get('set-cookie'), null);
   await context.close();
 });
+
+test('site-reported orders are limited per person and campaign, however many fresh tokens the clicks mint', async () => {
+  const { w } = sys;
+  const clickUrl = clickOfBo;
+  assert.ok(clickUrl, 'the first test ran');
+  // Every click mints a fresh token; the limit holds per person and campaign all the same.
+  const statuses = [];
+  const tokens = new Set();
+  for (let i = 0; i < 10; i++) {
+    const again = await fetch(clickUrl, { redirect: 'manual', headers: { 'user-agent': USER_AGENT } });

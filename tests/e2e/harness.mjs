@@ -48,11 +48,12 @@ const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches). `GET /__scheduled`
+ * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches), `withoutSecrets`
+ * (secret names left unset, to test a misconfiguration). `GET /__scheduled`
  * runs the cron handler (wrangler's --test-scheduled).
  * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
  */
-export async function startWorker({ vars = {}, logLevel = 'warn' } = {}) {
+export async function startWorker({ vars = {}, logLevel = 'warn', withoutSecrets = [] } = {}) {
   const shim = join(ROOT, 'worker/build/worker/shim.mjs');
   const senderShim = join(ROOT, 'send-worker/build/worker/shim.mjs');
   for (const f of [shim, senderShim]) {
@@ -78,7 +79,10 @@ queue = "epistola-sends"
   // reaches the sending worker through its service binding, as deployed.
   const config = join(dir, 'edge', 'wrangler.toml');
   const senderConfig = join(dir, 'sender', 'wrangler.toml');
-  const secrets = `SIGNING_KEYS="${TOKEN_VECTORS.signing_keys}"\nIP_HASH_KEY="${randomBytes(32).toString('base64url')}"\n`;
+  const secrets = Object.entries({ SIGNING_KEYS: TOKEN_VECTORS.signing_keys, IP_HASH_KEY: randomBytes(32).toString('base64url') })
+    .filter(([name]) => !withoutSecrets.includes(name))
+    .map(([name, value]) => `${name}="${value}"\n`)
+    .join('');
   for (const [file, body] of [
     [config, `name = "epistola-e2e"
 main = ${JSON.stringify(shim)}

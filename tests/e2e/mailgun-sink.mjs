@@ -1,12 +1,14 @@
 // A local stand-in for Mailgun's sending API: POST /v3/{domain}/messages.mime with Basic auth
 // (api:KEY) and multipart fields `to` and `message` (the raw MIME file). `failNext(n)` answers the
-// next n requests with 503, as a provider outage would.
+// next n requests with 503, as a provider outage would; `answerAll(status)` answers every request
+// with that status (e.g. 401, as after a revoked key) until `answerAll(null)`.
 
 import { createServer } from 'node:http';
 
 export function startMailgunSink({ domain = 'mg.test', key = 'key-test' } = {}) {
   const messages = [];
   let failNext = 0;
+  let answerAll = null;
   let attempts = 0;
   const server = createServer((req, res) => {
     const chunks = [];
@@ -19,6 +21,7 @@ export function startMailgunSink({ domain = 'mg.test', key = 'key-test' } = {}) 
       if (req.method !== 'POST' || req.url !== `/v3/${domain}/messages.mime`) return send(404, { message: 'not found' });
       if (req.headers.authorization !== 'Basic ' + Buffer.from(`api:${key}`).toString('base64')) return send(401, { message: 'Forbidden' });
       attempts++;
+      if (answerAll) return send(answerAll, { message: `answering ${answerAll}` });
       if (failNext > 0) {
         failNext--;
         return send(503, { message: 'try later' });
@@ -37,6 +40,7 @@ export function startMailgunSink({ domain = 'mg.test', key = 'key-test' } = {}) 
       messages: () => messages.slice(),
       attempts: () => attempts,
       failNext: (n) => { failNext = n; },
+      answerAll: (status) => { answerAll = status; },
       stop: () => new Promise((done) => server.close(done)),
     }));
   });

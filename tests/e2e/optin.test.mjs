@@ -43,6 +43,7 @@ test('capture -> confirmation e-mail -> POST confirm -> the promised item, exact
   const [confirmation] = await mail.waitFor(to(address), { what: 'confirmation e-mail' });
   assert.match(confirmation.subject, new RegExp(DEMO_SITE.promise.title));
   assert.ok(!confirmation.text.includes(DEMO_SITE.promise.delivery.url), 'the promise waits for confirmation');
+  assert.ok(confirmation.text.includes(`By confirming you agree to:\n- ${IN_FORM.text}\n`), 'the letter lists exactly what confirming grants');
   const confirmUrl = new URL(linkIn(confirmation.text, 'confirm'));
   assert.equal(confirmUrl.origin, w.url, 'links point at the worker the capture came to');
   assert.match(confirmation.html, /href="http:\/\/127\.0\.0\.1:\d+\/confirm\//);
@@ -50,9 +51,17 @@ test('capture -> confirmation e-mail -> POST confirm -> the promised item, exact
   // A mail scanner following the link confirms nothing.
   const page = await fetch(confirmUrl);
   assert.equal(page.status, 200);
-  assert.match(await page.text(), /<form method="post">/);
-  const [pending] = await w.d1(`SELECT status FROM contacts WHERE email = '${address}'`);
+  const pageHtml = await page.text();
+  assert.match(pageHtml, /<form method="post">/);
+  assert.ok(pageHtml.includes(`<li>${IN_FORM.text}</li>`), 'the page lists what confirming grants');
+  assert.ok(pageHtml.includes('<li>How old is your child?: 6-9</li>'), 'and the details that will be saved');
+  const head = await fetch(confirmUrl, { method: 'HEAD' });
+  assert.equal(head.status, 200, 'HEAD answers like GET');
+  assert.equal(head.headers.get('content-type'), page.headers.get('content-type'));
+  assert.equal((await head.arrayBuffer()).byteLength, 0, 'without a body');
+  const [pending] = await w.d1(`SELECT status, fields FROM contacts WHERE email = '${address}'`);
   assert.equal(pending.status, 'pending', 'GET on the confirm link confirms nothing');
+  assert.deepEqual(JSON.parse(pending.fields), {}, '…and applies nothing');
   await sleep(1500);
   assert.equal((await mail.messages()).filter(to(address)).length, 1, 'no delivery before confirmation');
 
@@ -61,13 +70,20 @@ test('capture -> confirmation e-mail -> POST confirm -> the promised item, exact
   const confirmedPage = await confirmed.text();
   assert.match(confirmedPage, /confirmed/);
   assert.match(confirmedPage, /\/p\/[A-Za-z0-9_-]+/, 'the other purposes are offered, not subscribed');
-  const [contact] = await w.d1(`SELECT id, status FROM contacts WHERE email = '${address}'`);
+  assert.ok(confirmedPage.includes(`<li>${IN_FORM.text}</li>`), 'the page says what was granted');
+  const [contact] = await w.d1(`SELECT id, status, fields FROM contacts WHERE email = '${address}'`);
   assert.equal(contact.status, 'confirmed');
+  assert.deepEqual(JSON.parse(contact.fields), { child_age: '6-9' }, 'the confirming POST applies the answers');
   const ledger = await w.d1(`SELECT purpose, action, method FROM consent_ledger WHERE contact_id = '${contact.id}' ORDER BY seq`);
   assert.deepEqual(ledger, [
     { purpose: IN_FORM.purpose, action: 'given', method: 'widget_form' },
     { purpose: IN_FORM.purpose, action: 'confirmed', method: 'double_opt_in' },
   ]);
+  await assert.rejects(
+    w.d1(`UPDATE consent_ledger SET action = 'withdrawn' WHERE contact_id = '${contact.id}'`),
+    (e) => /append-only/.test(`${e.message}${e.stdout}${e.stderr}`),
+    'the ledger is append-only',
+  );
 
   const delivered = await mail.waitFor((m) => to(address)(m) && m.subject === DEMO_SITE.promise.delivery.subject, { what: 'delivery e-mail' });
   assert.ok(delivered[0].text.includes(DEMO_SITE.promise.delivery.url));
@@ -88,6 +104,13 @@ test('capture -> confirmation e-mail -> POST confirm -> the promised item, exact
   // The preference centre: withdraw the coupon e-mails, take the newsletter; SMS needs a phone.
   const prefs = linkIn(delivered[0].text, 'p');
   const prefPage = await (await fetch(prefs)).text();
+  const prefHead = await fetch(prefs, { method: 'HEAD' });
+  assert.deepEqual([prefHead.status, (await prefHead.arrayBuffer()).byteLength], [200, 0], 'HEAD /p answers like GET, no body');
+  const unsubscribe = /List-Unsubscribe: <([^>]+)>/.exec(await mail.source(delivered[0].id))[1];
+  const unsubHead = await fetch(unsubscribe, { method: 'HEAD' });
+  assert.deepEqual([unsubHead.status, (await unsubHead.arrayBuffer()).byteLength], [200, 0], 'HEAD /u answers like GET, no body');
+  const big = await fetch(prefs, { method: 'POST', headers: form, body: `c=${'x'.repeat(20_000)}` });
+  assert.equal(big.status, 413, 'a form over the limit is refused');
   assert.match(prefPage, new RegExp(`value="${IN_FORM.purpose}:email" checked`));
   assert.match(prefPage, /value="newsletter:email">/);
   assert.match(prefPage, /value="sms_offers:sms" disabled/);

@@ -1,6 +1,9 @@
 // A scripted SMTP server for fault injection: plain SMTP on loopback that answers per recipient
-// (`temp…@` gets 451 a set number of times, `bounce…@` gets 550) and can answer every command slowly.
-// Records each accepted message (envelope recipient and raw data).
+// (`temp…@` gets 451 a set number of times, `bounce…@` gets 550 5.1.1) and can answer every command
+// slowly. `setMode` makes the whole server misbehave as a broken relay or account would:
+// `greeting` (554 on connect), `auth` (535 to AUTH), `quota` (452 to MAIL FROM), `mailfrom`
+// (550 5.7.1 to MAIL FROM); `ok` again fixes it. Records each accepted message (envelope recipient
+// and raw data) and every connection and refusal.
 
 import { createServer } from 'node:net';
 
@@ -9,12 +12,21 @@ export function startSmtpFaultSink({ tempFailures = 2, delayMs = 0 } = {}) {
   const refused = [];
   const tempLeft = new Map();
   let slow = delayMs;
+  let mode = 'ok';
+  let connections = 0;
   const server = createServer((socket) => {
     socket.setEncoding('utf8');
     let buffer = '';
     let data = null;
     let rcpt = [];
     const reply = (line) => setTimeout(() => socket.write(`${line}\r\n`), slow);
+    connections++;
+    if (mode === 'greeting') {
+      refused.push({ stage: 'greeting', code: 554 });
+      reply('554 5.3.2 fault-sink is not accepting mail');
+      setTimeout(() => socket.end(), slow + 50);
+      return;
+    }
     reply('220 fault-sink ESMTP');
     socket.on('data', (chunk) => {
       buffer += chunk;
@@ -35,8 +47,19 @@ export function startSmtpFaultSink({ tempFailures = 2, delayMs = 0 } = {}) {
         const line = buffer.slice(0, nl);
         buffer = buffer.slice(nl + 2);
         const verb = line.slice(0, 4).toUpperCase();
-        if (verb === 'EHLO' || verb === 'HELO') reply('250-fault-sink\r\n250 8BITMIME');
-        else if (verb === 'MAIL') reply('250 2.1.0 ok');
+        if (verb === 'EHLO' || verb === 'HELO') reply('250-fault-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME');
+        else if (verb === 'AUTH') {
+          if (mode === 'auth') {
+            refused.push({ stage: 'auth', code: 535 });
+            reply('535 5.7.8 authentication credentials invalid');
+          } else reply('235 2.7.0 authenticated');
+        } else if (verb === 'MAIL' && mode === 'quota') {
+          refused.push({ stage: 'mail', code: 452 });
+          reply('452 4.3.1 sending quota exceeded');
+        } else if (verb === 'MAIL' && mode === 'mailfrom') {
+          refused.push({ stage: 'mail', code: 550 });
+          reply('550 5.7.1 sender address rejected');
+        } else if (verb === 'MAIL') reply('250 2.1.0 ok');
         else if (verb === 'RCPT') {
           const to = (/<([^>]*)>/.exec(line) ?? [])[1] ?? '';
           if (to.startsWith('bounce')) {
@@ -72,6 +95,8 @@ export function startSmtpFaultSink({ tempFailures = 2, delayMs = 0 } = {}) {
     accepted: () => accepted.slice(),
     refused: () => refused.slice(),
     setDelay: (ms) => { slow = ms; },
+    setMode: (m) => { mode = m; },
+    connections: () => connections,
     stop: () => new Promise((done) => server.close(done)),
   })));
 }

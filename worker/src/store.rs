@@ -7,7 +7,7 @@ use serde::Deserialize;
 use worker::{D1PreparedStatement, Env, Result};
 
 pub use epistola_worker_kit::db::{
-    campaign_rollups, consent_entries, enqueue, get_site, put_site, site_origins, suppress,
+    campaign_rollups, enqueue, get_site, put_site, site_origins, suppress,
 };
 use epistola_worker_kit::db::{
     claim_daily, clip_user_agent, conversion_statements, int, opt_text, text, MAX_BOUND_PARAMS,
@@ -141,55 +141,43 @@ pub struct NewCapture<'a> {
     pub now: u64,
 }
 
-/// Upserts the contact, stores the capture and one ledger row per consent, in one transaction.
+/// Stores the capture with everything it carries (phone, fields, answers, the consents asked
+/// for), and creates an empty pending contact if the address is new, in one transaction. A known
+/// contact is not touched: nothing is applied before the confirming `POST` ([`confirm_capture`]).
 pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
     let db = env.d1(bindings::DB)?;
     let fields = serde_json::to_string(&c.valid.fields)?;
+    let consents: Vec<(&str, &str, &str)> = c
+        .valid
+        .consents
+        .iter()
+        .map(|(purpose, channel, version)| (purpose.as_str(), channel.as_str(), version.as_str()))
+        .collect();
     let email = text(&c.valid.email);
     let now = int(c.now as i64);
-    let contact_of = "(SELECT id FROM contacts WHERE email = ?)";
     let mut statements = vec![
         db.prepare(
-            "INSERT INTO contacts (id, email, phone, status, fields, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, 'pending', ?4, ?5, ?5) \
-             ON CONFLICT (email) DO UPDATE SET phone = COALESCE(excluded.phone, phone), \
-             fields = json_patch(fields, excluded.fields), updated_at = excluded.updated_at",
+            "INSERT INTO contacts (id, email, status, fields, origin, created_at, updated_at) \
+             VALUES (?1, ?2, 'pending', '{}', 'capture', ?3, ?3) ON CONFLICT (email) DO NOTHING",
         )
-        .bind(&[text(c.new_contact_id), email.clone(), opt_text(c.valid.phone.as_deref()), text(&fields), now.clone()])?,
-        db.prepare(format!(
-            "INSERT INTO captures (id, contact_id, site_id, form, fields, status, ip_hash, user_agent, created_at) \
-             VALUES (?, {contact_of}, ?, ?, ?, 'pending_confirmation', ?, ?, ?)"
-        ))
+        .bind(&[text(c.new_contact_id), email.clone(), now.clone()])?,
+        db.prepare(
+            "INSERT INTO captures (id, contact_id, site_id, form, fields, phone, consents, status, ip_hash, user_agent, created_at) \
+             VALUES (?1, (SELECT id FROM contacts WHERE email = ?2), ?3, ?4, ?5, ?6, ?7, 'pending_confirmation', ?8, ?9, ?10)",
+        )
         .bind(&[
             text(c.id),
-            email.clone(),
+            email,
             text(c.site),
             text(&c.valid.form),
             text(&fields),
+            opt_text(c.valid.phone.as_deref()),
+            text(&serde_json::to_string(&consents)?),
             opt_text(c.ip_hash),
             opt_text(c.user_agent.map(clip_user_agent)),
-            now.clone(),
+            now,
         ])?,
     ];
-    for (purpose, channel, version) in &c.valid.consents {
-        statements.push(
-            db.prepare(format!(
-                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
-                 method, ip_hash, user_agent, at) VALUES ({contact_of}, ?, ?, ?, ?, 'given', ?, 'widget_form', ?, ?, ?)"
-            ))
-            .bind(&[
-                email.clone(),
-                text(c.site),
-                text(c.id),
-                text(purpose),
-                text(channel.as_str()),
-                text(version),
-                opt_text(c.ip_hash),
-                opt_text(c.user_agent.map(clip_user_agent)),
-                now.clone(),
-            ])?,
-        );
-    }
     for (question, answer) in &c.valid.choices {
         statements.push(
             db.prepare(
@@ -197,110 +185,6 @@ pub async fn store_capture(env: &Env, c: &NewCapture<'_>) -> Result<()> {
                  ON CONFLICT DO UPDATE SET n = n + 1",
             )
             .bind(&[text(c.site), text(question), text(answer)])?,
-        );
-    }
-    db.batch(statements).await?;
-    Ok(())
-}
-
-/// Confirms a capture (double opt-in) once: the consents given with it get a `confirmed` ledger
-/// row and the contact becomes confirmed. Returns the capture's status afterwards, `None` if no
-/// such capture belongs to the contact.
-pub async fn confirm_capture(
-    env: &Env,
-    capture: &str,
-    contact: &str,
-    ip_hash: Option<&str>,
-    user_agent: Option<&str>,
-    now: u64,
-) -> Result<Option<String>> {
-    let db = env.d1(bindings::DB)?;
-    let pending = "EXISTS (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')";
-    let ua = user_agent.map(clip_user_agent);
-    let args = [
-        text(capture),
-        text(contact),
-        int(now as i64),
-        opt_text(ip_hash),
-        opt_text(ua),
-    ];
-    let results = db
-        .batch(vec![
-            db.prepare(format!(
-                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
-                 method, ip_hash, user_agent, at) \
-                 SELECT contact_id, site_id, capture_id, purpose, channel, 'confirmed', text_version, 'double_opt_in', ?4, ?5, ?3 \
-                 FROM consent_ledger WHERE capture_id = ?1 AND contact_id = ?2 AND action = 'given' AND {pending}"
-            ))
-            .bind(&args)?,
-            db.prepare(
-                "UPDATE contacts SET status = 'confirmed', updated_at = ?3 WHERE id = ?2 AND EXISTS \
-                 (SELECT 1 FROM captures WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation')",
-            )
-            .bind(&args[..3])?,
-            db.prepare(
-                "UPDATE captures SET status = 'confirmed', confirmed_at = ?3 \
-                 WHERE id = ?1 AND contact_id = ?2 AND status = 'pending_confirmation'",
-            )
-            .bind(&args[..3])?,
-            db.prepare("SELECT status FROM captures WHERE id = ?1 AND contact_id = ?2").bind(&args[..2])?,
-        ])
-        .await?;
-    #[derive(Deserialize)]
-    struct Status {
-        status: String,
-    }
-    let status = match results.last() {
-        Some(r) => r.results::<Status>()?.into_iter().next().map(|s| s.status),
-        None => None,
-    };
-    Ok(status)
-}
-
-/// Whether the contact has a phone number (SMS consent needs one).
-pub async fn contact_has_phone(env: &Env, contact: &str) -> Result<bool> {
-    let phone = env
-        .d1(bindings::DB)?
-        .prepare("SELECT phone FROM contacts WHERE id = ?1")
-        .bind(&[text(contact)])?
-        .first::<Option<String>>(Some("phone"))
-        .await?;
-    Ok(phone.flatten().is_some())
-}
-
-/// Appends preference-centre changes to the ledger in one transaction.
-pub async fn append_consent_changes(
-    env: &Env,
-    contact: &str,
-    site: &str,
-    changes: &[epistola_core::consent::Change],
-    ip_hash: Option<&str>,
-    user_agent: Option<&str>,
-    now: u64,
-) -> Result<()> {
-    if changes.is_empty() {
-        return Ok(());
-    }
-    let db = env.d1(bindings::DB)?;
-    let ua = user_agent.map(clip_user_agent);
-    let mut statements = Vec::with_capacity(changes.len());
-    for c in changes {
-        statements.push(
-            db.prepare(
-                "INSERT INTO consent_ledger (contact_id, site_id, capture_id, purpose, channel, action, text_version, \
-                 method, ip_hash, user_agent, at) VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, 'preference_centre', ?7, ?8, ?9)",
-            )
-            .bind(&[
-                text(contact),
-                text(site),
-                text(&c.purpose),
-                text(c.channel.as_str()),
-                text(c.action.as_str()),
-                text(&c.text_version),
-                opt_text(ip_hash),
-                opt_text(ua),
-                int(now as i64),
-            ])?,
         );
     }
     db.batch(statements).await?;

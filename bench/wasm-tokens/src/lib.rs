@@ -94,6 +94,7 @@ pub extern "C" fn compose_loop(iters: u32) -> u32 {
     };
     let campaign = Campaign {
         id: "spring-2026",
+        site: "toy-shop",
         template: &template,
         base_url: "https://t.example",
         from_name: "Toy shop",

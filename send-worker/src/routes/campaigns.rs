@@ -117,6 +117,8 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
             .and_then(|s| i64::try_from(s).ok()),
         created_at: now as i64,
         updated_at: now as i64,
+        paused_reason: None,
+        paused_at: None,
     };
     if !store::put_campaign(env, &row, now).await? {
         let (_, status) = load(env, id).await?;
@@ -144,6 +146,7 @@ async fn get_json(env: &Env, id: &str) -> ApiResult<serde_json::Value> {
             "send_window": c.send_window.as_deref().and_then(|w| serde_json::from_str::<serde_json::Value>(w).ok()),
             "anonymous": c.anonymous == 1, "sms_fallback_after_seconds": c.sms_fallback_after, "status": c.status, "audience_size": c.audience_size,
             "scheduled_at": c.scheduled_at, "created_at": c.created_at, "updated_at": c.updated_at,
+            "paused": c.paused_reason.as_ref().map(|reason| json!({"reason": reason, "since": c.paused_at})),
         },
         "outcomes": outcomes,
     }))

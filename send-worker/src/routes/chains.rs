@@ -53,6 +53,8 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         base_url: String::new(),
         created_at: now as i64,
         updated_at: now as i64,
+        paused_reason: None,
+        paused_at: None,
     };
     store::put_chain(env, &row, now).await?;
     chain_json(env, id).await.map(|v| http::json(200, &v))
@@ -74,7 +76,8 @@ async fn chain_json(env: &Env, id: &str) -> ApiResult<Value> {
     Ok(json!({
         "chain": { "id": c.id, "name": c.name, "site": c.site_id, "purpose": c.purpose, "trigger": c.trigger,
                    "steps": steps, "status": c.status, "step_stats_ids": stats_ids,
-                   "created_at": c.created_at, "updated_at": c.updated_at },
+                   "created_at": c.created_at, "updated_at": c.updated_at,
+                   "paused": c.paused_reason.as_ref().map(|reason| json!({"reason": reason, "since": c.paused_at})) },
         "runs": runs,
     }))
 }

@@ -9,6 +9,7 @@ use epistola_core::contact::{
     address_hash, validate_contact, ContactInput, ValidContact, MAX_IMPORT_ROWS,
 };
 use epistola_core::track::FieldErrors;
+use epistola_core::url::percent_decode;
 use epistola_worker_kit::auth::require_scope;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -208,6 +209,9 @@ fn csv_rows(bytes: &[u8]) -> ApiResult<Vec<Result<ContactInput, FieldErrors>>> {
 
 /// Resolves `{id}`: a contact id, or an address.
 async fn resolve(env: &Env, id_or_email: &str) -> ApiResult<String> {
+    // The path may carry the address percent-encoded (`ann%40example.com`).
+    let id_or_email = &percent_decode(id_or_email)
+        .ok_or_else(|| ApiError::field("contact", "is not a valid path segment"))?;
     let id = if id_or_email.contains('@') {
         let email = normalize_email(id_or_email).map_err(|e| ApiError::field("contact", e))?;
         store::contact_id_by_email(env, &email).await?
@@ -318,4 +322,44 @@ pub async fn import_suppressions(mut req: Request, env: &Env, now: u64) -> ApiRe
         200,
         &json!({ "received": body.addresses.len(), "stored": added, "rejected": errors.len(), "errors": errors }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LiftInput {
+    reason: String,
+}
+
+/// `DELETE /v1/suppressions/{address}` with `{"reason": "…"}`: lifts a suppression (own or
+/// imported) by mistake, e.g. a bounce that was the relay's fault. Audited: the ledger keeps who,
+/// when, why and what the suppression said; the address only as its hash.
+pub async fn lift_suppression(
+    mut req: Request,
+    env: &Env,
+    address: &str,
+    now: u64,
+) -> ApiResult<Response> {
+    let actor = require_scope(&req, env, Scope::ContactsWrite).await?;
+    let address = percent_decode(address)
+        .ok_or_else(|| ApiError::field("address", "is not a valid path segment"))?;
+    let email = normalize_email(&address).map_err(|e| ApiError::field("address", e))?;
+    let input: LiftInput = read_json(&mut req, MAX_CONTACT_BYTES).await?;
+    let reason = input.reason.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "reason",
+            "say why, in 1-500 characters without control characters",
+        ));
+    }
+    match store::lift_suppression(env, &email, &address_hash(&email), reason, &actor, now).await? {
+        Some(previous) => Ok(http::json(
+            200,
+            &json!({ "lifted": true, "previous_reason": previous }),
+        )),
+        None => Err(ApiError::new(
+            404,
+            "not_found",
+            "this address is not suppressed",
+        )),
+    }
 }

@@ -146,8 +146,9 @@ async fn sign_in(mut req: Request, env: &Env) -> ApiResult<Response> {
             "<p>Sign in from the dashboard page itself.</p>",
         ));
     }
-    let token = match req.form_data().await {
+    let token = match http::read_form(&mut req, http::MAX_FORM_BYTES).await {
         Ok(form) => form.get_field("token").unwrap_or_default(),
+        Err(e) if e.status == 413 => return Err(e),
         Err(_) => String::new(),
     };
     let token = token.trim();

@@ -1,5 +1,5 @@
-//! Requests arriving through the service binding from the edge worker: the sending API, and the
-//! cron tick (`POST /internal/tick`, which the edge never forwards from outside).
+//! Requests arriving through the service binding from the edge worker: the sending API, the
+//! dashboard, the double opt-in and preference pages, and the cron tick (`POST /internal/tick`, which the edge never forwards from outside).
 
 use worker::{Env, Method, Request, Response};
 
@@ -10,6 +10,7 @@ mod chains;
 mod contacts;
 mod dashboard;
 mod hooks;
+mod optin;
 mod templates;
 mod webhooks;
 
@@ -23,6 +24,16 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             Err(e) => ApiError::internal("tick", e).into_response(),
         },
         (["dashboard", rest @ ..], _) => dashboard::dispatch(req, env, rest, now).await,
+        (["confirm", token], Method::Get) => optin::confirm_page(env, token, now).await,
+        (["confirm", token], Method::Head) => {
+            http::head(optin::confirm_page(env, token, now).await)
+        }
+        (["confirm", token], Method::Post) => optin::confirm(req, env, token, now).await,
+        (["confirm", _], _) => http::method_not_allowed("GET, HEAD, POST"),
+        (["p", token], Method::Get) => optin::preferences_page(env, token, now).await,
+        (["p", token], Method::Head) => http::head(optin::preferences_page(env, token, now).await),
+        (["p", token], Method::Post) => optin::save_preferences(req, env, token, now).await,
+        (["p", _], _) => http::method_not_allowed("GET, HEAD, POST"),
         (["v1", "contacts"], Method::Post) => respond(contacts::upsert(req, env, now).await),
         (["v1", "contacts"], _) => http::method_not_allowed("POST"),
         (["v1", "contacts", "import"], Method::Post) => {
@@ -40,6 +51,10 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             respond(contacts::import_suppressions(req, env, now).await)
         }
         (["v1", "suppressions", "import"], _) => http::method_not_allowed("POST"),
+        (["v1", "suppressions", address], Method::Delete) => {
+            respond(contacts::lift_suppression(req, env, address, now).await)
+        }
+        (["v1", "suppressions", _], _) => http::method_not_allowed("DELETE"),
         (["v1", "templates", id], Method::Put) => respond(templates::put(req, env, id, now).await),
         (["v1", "templates", id], Method::Get) => respond(templates::get(&req, env, id).await),
         (["v1", "templates", _], _) => http::method_not_allowed("GET, PUT"),

@@ -71,7 +71,7 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         return Err(ApiError::new(
             409,
             "locked",
-            "a campaign using this template is approved or sending; cancel it or use a new template",
+            "an approved campaign or an active chain sends this template; cancel or pause it, or use a new template",
         ));
     }
     Ok(http::json(200, &json!({ "template": template_json(&row) })))

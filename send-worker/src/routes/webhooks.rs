@@ -34,6 +34,15 @@ pub async fn mailgun(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
     let payload: WebhookPayload = http::parse_json(&body)?;
     let feedback = verify(&payload, &keys, now)
         .map_err(|e| ApiError::new(401, "unauthorized", e.to_string()))?;
+    // A signature is good for one request: a replay within the freshness window is refused.
+    let (replay_key, remember_until) = payload.signature.replay_key();
+    if !store::first_use(env, &replay_key, remember_until).await? {
+        return Err(ApiError::new(
+            401,
+            "unauthorized",
+            "this signature was used already",
+        ));
+    }
     let Some(reason) = feedback.suppression_reason() else {
         return Ok(http::json(200, &json!({ "status": "ignored" })));
     };

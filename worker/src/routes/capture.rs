@@ -31,9 +31,23 @@ pub async fn capture(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
         .map_err(ApiError::invalid)
         .map_err(|e| e.with_cors(&origin))?;
 
+    // No raw address is ever stored, not even as a rate-limit key: without the hashing key the
+    // capture is refused (a configuration error, logged) rather than recorded with the address.
+    let Some(ip_key) = config::ip_hash_key(env) else {
+        worker::console_error!(
+            "capture refused: {} is not configured",
+            bindings::IP_HASH_KEY
+        );
+        return Err(ApiError::new(503, "unavailable", "please try again later").with_cors(&origin));
+    };
     let ip = http::header(&req, "CF-Connecting-IP").unwrap_or_else(|| "unknown".into());
     let ip_hash = config::hash_client_ip(env, Some(&ip), now);
-    let ip_key = format!("ip:{}", ip_hash.as_deref().unwrap_or(&ip));
+    // Per subscriber line: an IPv6 client counts by its /64.
+    let subject = epistola_core::iphash::rate_limit_subject(&ip);
+    let ip_key = format!(
+        "ip:{}",
+        epistola_core::iphash::hash_ip(ip_key.as_bytes(), &subject, now)
+    );
     let address_key = format!("addr:{}", epistola_core::auth::hash_api_token(&valid.email));
     let within = store::count_and_check(
         env,

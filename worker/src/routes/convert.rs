@@ -3,7 +3,10 @@
 //! and the consumer stores each order id once.
 
 use epistola_core::auth::hash_api_token;
-use epistola_core::conversion::{validate_order, ConvertRequest, Source, MAX_CONVERT_BYTES};
+use epistola_core::conversion::{
+    convert_limit_subject, validate_order, within_site_cap, ConvertRequest, Source,
+    DEFAULT_SITE_VALUE_CAP, MAX_CONVERT_BYTES,
+};
 use epistola_core::event::{ConversionEvent, QueueMessage};
 use epistola_core::token::{Purpose, TokenError};
 use worker::{Env, Request, Response};
@@ -12,9 +15,11 @@ use super::sites::{beacon_site, read_beacon};
 use crate::http::{self, ApiError, ApiResult};
 use crate::{bindings, config, store};
 
-/// Orders per attribution token per hour: a real visitor places a few; a script replaying one
-/// token to inflate revenue is stopped.
-const PER_ATTRIBUTION_LIMIT: (u32, u64) = (10, 3600);
+/// Site-reported orders per person and campaign per hour: a real visitor places a few; a script
+/// clicking again and again for fresh tokens to inflate revenue is stopped.
+const PER_PERSON_LIMIT: (u32, u64) = (10, 3600);
+/// Var: the largest site-reported order, in major units (default `DEFAULT_SITE_VALUE_CAP`).
+const CONVERSION_VALUE_CAP: &str = "CONVERSION_VALUE_CAP";
 
 pub async fn convert(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
     let request: ConvertRequest = read_beacon(&mut req, MAX_CONVERT_BYTES).await?;
@@ -32,15 +37,23 @@ pub async fn convert(mut req: Request, env: &Env, now: u64) -> ApiResult<Respons
         })?;
     let order = validate_order(&request.order_id, &request.value, &request.currency)
         .map_err(|e| fail(ApiError::invalid(e)))?;
-    let key = format!("conv:{}", hash_api_token(&request.attribution));
-    let within = store::count_and_check(env, &[(&key, PER_ATTRIBUTION_LIMIT)], now)
+    let cap = config::number(env, CONVERSION_VALUE_CAP, DEFAULT_SITE_VALUE_CAP);
+    if !within_site_cap(&order.money, cap) {
+        return Err(fail(ApiError::field(
+            "value",
+            format!("is above the largest order this site may report ({cap})"),
+        )));
+    }
+    let subject = convert_limit_subject(&claims.campaign, &claims.contact, &claims.message);
+    let key = format!("conv:{}", hash_api_token(&subject));
+    let within = store::count_and_check(env, &[(&key, PER_PERSON_LIMIT)], now)
         .await
         .map_err(|e| fail(ApiError::from(e)))?;
     if within.is_err() {
         return Err(fail(ApiError::new(
             429,
             "rate_limited",
-            "too many orders for this visit",
+            "too many orders from this visitor",
         )));
     }
     let event = ConversionEvent {

@@ -6,7 +6,6 @@ use crate::http::{self, ApiError};
 
 mod capture;
 mod convert;
-mod optin;
 mod sender;
 mod sites;
 mod stats;
@@ -32,14 +31,12 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
         }
         (["o" | "c", _], _) => http::method_not_allowed("GET, HEAD"),
         (["u", token], Method::Get) => tracking::unsubscribe_page(&env, token, now),
+        (["u", token], Method::Head) => http::head(tracking::unsubscribe_page(&env, token, now)),
         (["u", token], Method::Post) => tracking::unsubscribe(req, &env, &ctx, token, now).await,
-        (["u", _], _) => http::method_not_allowed("GET, POST"),
-        (["confirm", token], Method::Get) => optin::confirm_page(&env, token, now),
-        (["confirm", token], Method::Post) => optin::confirm(req, &env, token, now).await,
-        (["confirm", _], _) => http::method_not_allowed("GET, POST"),
-        (["p", token], Method::Get) => optin::preferences_page(&env, token, now).await,
-        (["p", token], Method::Post) => optin::save_preferences(req, &env, token, now).await,
-        (["p", _], _) => http::method_not_allowed("GET, POST"),
+        (["u", _], _) => http::method_not_allowed("GET, HEAD, POST"),
+        // Double opt-in and the preference centre read and write contacts and the ledger: the
+        // sending worker serves them (no hot path, and the edge bundle stays small).
+        (["confirm" | "p", _], _) => sender::forward(req, &env).await,
         (["v1", "track", "links"], Method::Post) => {
             respond(track_api::sign_links(req, &env, now).await)
         }

@@ -99,12 +99,16 @@ pub async fn unsubscribe(
         Ok(c) => c,
         Err(e) => return unsubscribe_error_page(&e),
     };
-    if !is_one_click_body(&mut req).await {
-        return http::page(
-            400,
-            "Unsubscribe",
-            "<p>This request did not carry <code>List-Unsubscribe=One-Click</code>. Use the button on the unsubscribe page.</p>",
-        );
+    match is_one_click_body(&mut req).await {
+        Ok(true) => {}
+        Ok(false) => {
+            return http::page(
+                400,
+                "Unsubscribe",
+                "<p>This request did not carry <code>List-Unsubscribe=One-Click</code>. Use the button on the unsubscribe page.</p>",
+            )
+        }
+        Err(e) => return http::page(e.status, "Unsubscribe", &format!("<p>{}</p>", escape_html(&e.message))),
     }
     if let Err(e) =
         store::suppress(env, &claims.contact, "unsubscribed", &claims.campaign, now).await
@@ -124,20 +128,22 @@ pub async fn unsubscribe(
     )
 }
 
-/// Accepts `application/x-www-form-urlencoded` and `multipart/form-data`, as RFC 8058 allows.
-async fn is_one_click_body(req: &mut Request) -> bool {
+/// Accepts `application/x-www-form-urlencoded` and `multipart/form-data`, as RFC 8058 allows, of
+/// at most [`http::MAX_FORM_BYTES`] (`Err` with `413` above).
+async fn is_one_click_body(req: &mut Request) -> Result<bool, http::ApiError> {
     let content_type = http::content_type(req);
     if !(content_type.starts_with("application/x-www-form-urlencoded")
         || content_type.starts_with("multipart/form-data"))
     {
-        return false;
+        return Ok(false);
     }
-    match req.form_data().await {
-        Ok(form) => matches!(
+    match http::read_form(req, http::MAX_FORM_BYTES).await {
+        Ok(form) => Ok(matches!(
             form.get_field("List-Unsubscribe").as_deref(),
             Some("One-Click")
-        ),
-        Err(_) => false,
+        )),
+        Err(e) if e.status == 413 => Err(e),
+        Err(_) => Ok(false),
     }
 }
 

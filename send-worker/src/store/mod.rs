@@ -9,67 +9,10 @@ pub use epistola_worker_kit::db::{claim_daily, get_site, suppress};
 use epistola_worker_kit::db::{int, opt_text, text};
 
 use crate::bindings;
+use epistola_core::sendkey::KeyState;
 
-/// What a mail job needs about a capture.
-#[derive(Debug, Deserialize)]
-pub struct CaptureForMail {
-    pub contact_id: String,
-    pub email: String,
-    pub site_id: String,
-    pub status: String,
-}
-
-pub async fn capture_for_mail(env: &Env, capture: &str) -> Result<Option<CaptureForMail>> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "SELECT c.contact_id, k.email, c.site_id, c.status FROM captures c \
-             JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
-        )
-        .bind(&[text(capture)])?
-        .first::<CaptureForMail>(None)
-        .await
-}
-
-/// Status of a send key (`sent`, `retrying`, `failed`), if it was ever tried.
-pub async fn send_status(env: &Env, send_key: &str) -> Result<Option<String>> {
-    env.d1(bindings::DB)?
-        .prepare("SELECT status FROM sends WHERE send_key = ?1")
-        .bind(&[text(send_key)])?
-        .first::<String>(Some("status"))
-        .await
-}
-
-/// Records the outcome of one attempt at a send key.
-#[derive(Debug)]
-pub struct SendOutcome<'a> {
-    pub send_key: &'a str,
-    pub kind: &'a str,
-    pub contact: &'a str,
-    pub capture: &'a str,
-    pub status: &'a str,
-    pub detail: Option<&'a str>,
-}
-
-pub async fn record_send(env: &Env, o: &SendOutcome<'_>, now: u64) -> Result<()> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO sends (send_key, kind, contact_id, capture_id, status, attempts, detail, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?7) ON CONFLICT (send_key) DO UPDATE SET \
-             status = excluded.status, attempts = attempts + 1, detail = excluded.detail, updated_at = excluded.updated_at",
-        )
-        .bind(&[
-            text(o.send_key),
-            text(o.kind),
-            text(o.contact),
-            text(o.capture),
-            text(o.status),
-            opt_text(o.detail),
-            int(now as i64),
-        ])?
-        .run()
-        .await?;
-    Ok(())
-}
+mod optin;
+pub use optin::*;
 
 /// One text column of every row a query returns.
 async fn strings(env: &Env, sql: &str, params: &[JsValue], column: &str) -> Result<Vec<String>> {
@@ -115,7 +58,7 @@ pub async fn upsert_contacts(env: &Env, rows: &[serde_json::Value], now: u64) ->
              locale = COALESCE(excluded.locale, locale), time_zone = COALESCE(excluded.time_zone, time_zone), \
              test_list = excluded.test_list, \
              status = CASE WHEN excluded.status = 'confirmed' THEN 'confirmed' ELSE status END, \
-             updated_at = excluded.updated_at",
+             origin = 'api', updated_at = excluded.updated_at",
         ).bind(&[json.clone(), at.clone()])?);
         statements.push(db.prepare(
             "INSERT INTO contact_tags (contact_id, tag) \
@@ -201,33 +144,69 @@ pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Va
     Ok(Some(contact))
 }
 
-/// GDPR erasure: the contact's data goes (row, tags, captures, consent proof, error details of
-/// its sends, webhook payloads); send outcomes and every counter stay, keyed by an id that now
-/// names no one.
+/// GDPR erasure, in one transaction: everything that names the person goes — the row, tags,
+/// captures, consent proof, tracked events, shop events, chain runs, RFM scores, undelivered
+/// webhooks — and what must stay for honest numbers is anonymised (conversions and send outcomes
+/// lose the contact id, unique-visitor records get a random one). Aggregated counters are not
+/// touched. An opt-out survives as the address's hash on the suppression list, so a re-import
+/// never mails the person again. Returns false if there was no such contact.
 pub async fn erase_contact(env: &Env, id: &str) -> Result<bool> {
     let db = env.d1(bindings::DB)?;
+    let Some(email) = db
+        .prepare("SELECT email FROM contacts WHERE id = ?1")
+        .bind(&[text(id)])?
+        .first::<String>(Some("email"))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let hash = epistola_core::contact::address_hash(&email);
     let arg = [text(id)];
-    let results = db
-        .batch(vec![
-            db.prepare("DELETE FROM contact_tags WHERE contact_id = ?1")
-                .bind(&arg)?,
-            db.prepare("DELETE FROM consent_ledger WHERE contact_id = ?1")
-                .bind(&arg)?,
-            db.prepare("DELETE FROM captures WHERE contact_id = ?1")
-                .bind(&arg)?,
-            db.prepare("UPDATE sends SET detail = NULL WHERE contact_id = ?1")
-                .bind(&arg)?,
-            // Undelivered webhooks carry the address; delivered ones are the receiver's to erase.
-            db.prepare(
-                "DELETE FROM webhook_deliveries WHERE contact_id = ?1 AND status <> 'delivered'",
-            )
+    let with_hash = [text(id), text(&hash)];
+    let mut statements = vec![
+        // First, while the suppression row still says why: the opt-out outlives the person.
+        db.prepare(
+            "INSERT INTO address_suppressions (address_hash, reason, source, created_at) \
+             SELECT ?2, reason, 'erasure', created_at FROM suppressions WHERE contact_id = ?1 \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&with_hash)?,
+        db.prepare("UPDATE suppression_ledger SET contact_id = NULL WHERE contact_id = ?1")
             .bind(&arg)?,
-            db.prepare("UPDATE webhook_deliveries SET payload = '{}' WHERE contact_id = ?1")
+    ];
+    for table in [
+        "contact_tags",
+        "consent_ledger",
+        "captures",
+        "events",
+        "contact_events",
+        "chain_runs",
+        "contact_rfm",
+        "suppressions",
+    ] {
+        statements.push(
+            db.prepare(format!("DELETE FROM {table} WHERE contact_id = ?1"))
                 .bind(&arg)?,
-            db.prepare("DELETE FROM contacts WHERE id = ?1")
-                .bind(&arg)?,
-        ])
-        .await?;
+        );
+    }
+    statements.extend([
+        db.prepare("UPDATE sends SET contact_id = '', detail = NULL WHERE contact_id = ?1")
+            .bind(&arg)?,
+        db.prepare("UPDATE conversions SET contact_id = '' WHERE contact_id = ?1")
+            .bind(&arg)?,
+        // Unique counts stay right: each record keeps a random stand-in for the id.
+        db.prepare(
+            "UPDATE first_seen SET contact_id = 'erased-' || lower(hex(randomblob(12))) WHERE contact_id = ?1",
+        )
+        .bind(&arg)?,
+        // Undelivered webhooks carry the address; delivered ones are the receiver's to erase.
+        db.prepare("DELETE FROM webhook_deliveries WHERE contact_id = ?1 AND status <> 'delivered'")
+            .bind(&arg)?,
+        db.prepare("UPDATE webhook_deliveries SET payload = '{}', contact_id = '' WHERE contact_id = ?1")
+            .bind(&arg)?,
+        db.prepare("DELETE FROM contacts WHERE id = ?1").bind(&arg)?,
+    ]);
+    let results = db.batch(statements).await?;
     let deleted = results
         .last()
         .and_then(|r| r.meta().ok().flatten())
@@ -287,11 +266,16 @@ pub struct TemplateRow {
     pub updated_at: i64,
 }
 
-/// Stores a template, unless a campaign using it is past approval (what was approved goes out).
+/// Stores a template, unless a campaign using it is past approval or an activated chain sends it
+/// (what was approved goes out).
 /// Returns false when it is locked. Campaigns using it in draft or tested go back to draft.
 pub async fn put_template(env: &Env, t: &TemplateRow, now: u64) -> Result<bool> {
     let db = env.d1(bindings::DB)?;
-    let locked = "EXISTS (SELECT 1 FROM campaigns WHERE template_id = ?1 AND status IN ('approved', 'scheduled', 'sending'))";
+    // What was approved goes out: a campaign past approval, or a chain that was activated (an
+    // approver's act too), locks the templates it sends.
+    let locked = "(EXISTS (SELECT 1 FROM campaigns WHERE template_id = ?1 AND status IN ('approved', 'scheduled', 'sending')) \
+                  OR EXISTS (SELECT 1 FROM chains h, json_each(h.steps) s WHERE h.status IN ('active', 'paused') \
+                  AND json_extract(s.value, '$.template') = ?1))";
     let results = db
         .batch(vec![
             db.prepare(format!(
@@ -352,11 +336,17 @@ pub struct CampaignRow {
     pub sms_fallback_after: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Why sending is paused by a transport failure (relay, account, configuration), if it is.
+    #[serde(default)]
+    pub paused_reason: Option<String>,
+    #[serde(default)]
+    pub paused_at: Option<i64>,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
-     audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at";
+     audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at, \
+     paused_reason, paused_at";
 
 pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
     env.d1(bindings::DB)?
@@ -663,7 +653,8 @@ pub async fn claim_send(env: &Env, s: &CampaignSend<'_>, now: u64) -> Result<boo
         .d1(bindings::DB)?
         .prepare(format!(
             "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = 'sending', attempts = attempts + 1, \
-             updated_at = excluded.updated_at WHERE sends.status IN ('deferred', 'retrying', 'waiting') RETURNING status"
+             updated_at = excluded.updated_at WHERE sends.status IN ({claimable}) RETURNING status",
+            claimable = KeyState::sql_list(KeyState::claimable)
         ))
         .bind(&send_params(&CampaignSend { status: "sending", ..*s }, now))?
         .first::<String>(Some("status"))
@@ -681,9 +672,9 @@ pub async fn record_campaign_send(
 ) -> Result<()> {
     // An SMS fallback waits as 'waiting' until it is due.
     let only = if claimed {
-        "'sending'"
+        KeyState::sql_list(|k| k == KeyState::Sending)
     } else {
-        "'deferred', 'retrying', 'waiting'"
+        KeyState::sql_list(KeyState::claimable)
     };
     env.d1(bindings::DB)?
         .prepare(format!(
@@ -724,7 +715,8 @@ pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow
             )
             .bind(&[int(now as i64)])?,
             db.prepare(format!(
-                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'sending' ORDER BY scheduled_at LIMIT 10"
+                "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE status = 'sending' AND paused_reason IS NULL \
+                 ORDER BY scheduled_at LIMIT 10"
             )),
         ])
         .await?;
@@ -878,7 +870,8 @@ pub async fn due_deferred(env: &Env, now: u64, lease: u64) -> Result<Vec<DueSend
             .bind(&[int(now as i64)])?,
             db.prepare(
                 "UPDATE sends SET due_at = ?1 + ?2 WHERE send_key IN (SELECT send_key FROM sends \
-                 WHERE status IN ('deferred', 'waiting') AND due_at <= ?1 AND campaign_id IS NOT NULL LIMIT 1000) \
+                 WHERE status IN ('deferred', 'waiting', 'retrying') AND due_at <= ?1 AND campaign_id IS NOT NULL \
+                 AND (status <> 'retrying' OR campaign_id IN (SELECT id FROM campaigns)) LIMIT 1000) \
                  RETURNING campaign_id, contact_id, channel",
             )
             .bind(&[int(now as i64), int(lease as i64)])?,
@@ -988,6 +981,11 @@ pub struct ChainRow {
     pub base_url: String,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Why sending is paused by a transport failure, if it is.
+    #[serde(default)]
+    pub paused_reason: Option<String>,
+    #[serde(default)]
+    pub paused_at: Option<i64>,
 }
 
 pub async fn put_chain(env: &Env, c: &ChainRow, now: u64) -> Result<()> {
@@ -1014,7 +1012,8 @@ pub async fn put_chain(env: &Env, c: &ChainRow, now: u64) -> Result<()> {
 
 pub async fn get_chain(env: &Env, id: &str) -> Result<Option<ChainRow>> {
     env.d1(bindings::DB)?
-        .prepare("SELECT id, name, site_id, purpose, trigger, steps, status, base_url, created_at, updated_at FROM chains WHERE id = ?1")
+        .prepare("SELECT id, name, site_id, purpose, trigger, steps, status, base_url, created_at, updated_at, \
+                  paused_reason, paused_at FROM chains WHERE id = ?1")
         .bind(&[text(id)])?
         .first::<ChainRow>(None)
         .await
@@ -1165,11 +1164,14 @@ pub async fn advance_run(
     Ok(())
 }
 
-/// Contacts whose birthday (YYYY-MM-DD) falls on this month and day.
+/// Contacts whose birthday (YYYY-MM-DD) falls on this month and day: the standard attribute, or
+/// where it is not set, a captured `birthday` field (a quiz answer) — the same rule as
+/// `core::contact::attributes`, so the trigger sees what templates and segments see.
 pub async fn birthdays(env: &Env, month_day: &str) -> Result<Vec<String>> {
     strings(
         env,
-        "SELECT id FROM contacts WHERE substr(birthday, 6) = ?1",
+        "SELECT id FROM contacts WHERE \
+         substr(COALESCE(NULLIF(birthday, ''), json_extract(fields, '$.birthday')), 6) = ?1",
         &[text(month_day)],
         "id",
     )
@@ -1380,13 +1382,17 @@ pub struct CampaignListing {
     pub status: String,
 }
 
+/// A campaign's status as the dashboard shows it: with the reason when a transport failure paused it.
+const SHOWN_STATUS: &str =
+    "CASE WHEN paused_reason IS NULL THEN status ELSE status || ' · paused: ' || paused_reason END";
+
 /// The newest campaigns, then campaigns known only from tracking (`POST /v1/track/links`); chain
 /// steps are on the chains page.
 pub async fn dashboard_campaigns(env: &Env) -> Result<Vec<CampaignListing>> {
     let db = env.d1(bindings::DB)?;
     let results = db
         .batch(vec![
-            db.prepare("SELECT id, name, status FROM campaigns ORDER BY created_at DESC, id LIMIT 100"),
+            db.prepare(format!("SELECT id, name, {SHOWN_STATUS} AS status FROM campaigns ORDER BY created_at DESC, id LIMIT 100")),
             db.prepare(
                 "SELECT DISTINCT r.campaign_id AS id, r.campaign_id AS name, 'tracked' AS status FROM rollup_total r \
                  WHERE NOT EXISTS (SELECT 1 FROM campaigns c WHERE c.id = r.campaign_id) \
@@ -1406,9 +1412,10 @@ pub async fn dashboard_campaigns(env: &Env) -> Result<Vec<CampaignListing>> {
 pub async fn campaign_listing(env: &Env, id: &str) -> Result<Option<CampaignListing>> {
     env.d1(bindings::DB)?
         .prepare(
-            "SELECT id, name, status FROM campaigns WHERE id = ?1 \
-             UNION ALL SELECT ?1, h.name || ' · step ' || CAST(substr(?1, length(h.id) + 2) AS INTEGER), h.status \
-             FROM chains h WHERE ?1 LIKE h.id || '.%' LIMIT 1",
+            format!("SELECT id, name, {SHOWN_STATUS} AS status FROM campaigns WHERE id = ?1 \
+             UNION ALL SELECT ?1, h.name || ' · step ' || CAST(substr(?1, length(h.id) + 2) AS INTEGER), \
+             CASE WHEN h.paused_reason IS NULL THEN h.status ELSE h.status || ' · paused: ' || h.paused_reason END \
+             FROM chains h WHERE ?1 LIKE h.id || '.%' LIMIT 1"),
         )
         .bind(&[text(id)])?
         .first::<CampaignListing>(None)
@@ -1824,4 +1831,116 @@ pub async fn contact_export(env: &Env, id: &str) -> Result<Option<serde_json::Va
         .next()
         .unwrap_or(serde_json::Value::Null);
     Ok(Some(record))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transport failures: pausing and resuming a campaign or chain.
+
+/// What a mailing's pause is recorded on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Paused<'a> {
+    Campaign(&'a str),
+    Chain(&'a str),
+}
+
+impl Paused<'_> {
+    fn table_and_id(&self) -> (&'static str, &str) {
+        match self {
+            Paused::Campaign(id) => ("campaigns", id),
+            Paused::Chain(id) => ("chains", id),
+        }
+    }
+}
+
+/// Pauses a campaign or chain with the reason (a transport failure); the first pause since it
+/// last worked keeps its reason and time (and announces `transport.failed` once, by trigger).
+pub async fn pause_sending(env: &Env, what: Paused<'_>, reason: &str, now: u64) -> Result<()> {
+    let (table, id) = what.table_and_id();
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "UPDATE {table} SET paused_reason = ?2, paused_at = ?3 WHERE id = ?1 AND paused_reason IS NULL"
+        ))
+        .bind(&[text(id), text(reason), int(now as i64)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Resumes a paused campaign or chain (a delivery worked again).
+pub async fn resume_sending(env: &Env, what: Paused<'_>) -> Result<()> {
+    let (table, id) = what.table_and_id();
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "UPDATE {table} SET paused_reason = NULL, paused_at = NULL WHERE id = ?1 AND paused_reason IS NOT NULL"
+        ))
+        .bind(&[text(id)])?
+        .run()
+        .await?;
+    Ok(())
+}
+
+/// Lifts the suppression of an address (its contact's own, and any imported one by hash), and
+/// records it in the suppression ledger, in one transaction. Returns the reason it had been
+/// suppressed for, or `None` if it was not suppressed (nothing written).
+pub async fn lift_suppression(
+    env: &Env,
+    email: &str,
+    hash: &str,
+    reason: &str,
+    actor: &str,
+    now: u64,
+) -> Result<Option<String>> {
+    let db = env.d1(bindings::DB)?;
+    let suppressed = "(SELECT s.reason FROM suppressions s JOIN contacts k ON k.id = s.contact_id WHERE k.email = ?1 \
+                      UNION ALL SELECT reason FROM address_suppressions WHERE address_hash = ?2 LIMIT 1)";
+    let args = [
+        text(email),
+        text(hash),
+        text(reason),
+        text(actor),
+        int(now as i64),
+    ];
+    let results = db
+        .batch(vec![
+            db.prepare(format!(
+                "INSERT INTO suppression_ledger (address_hash, contact_id, action, reason, previous_reason, actor, at) \
+                 SELECT ?2, (SELECT id FROM contacts WHERE email = ?1), 'lifted', ?3, {suppressed}, ?4, ?5 \
+                 WHERE {suppressed} IS NOT NULL RETURNING previous_reason"
+            ))
+            .bind(&args)?,
+            db.prepare(
+                "DELETE FROM suppressions WHERE contact_id = (SELECT id FROM contacts WHERE email = ?1)",
+            )
+            .bind(&args[..1])?,
+            db.prepare("DELETE FROM address_suppressions WHERE address_hash = ?1")
+                .bind(&args[1..2])?,
+        ])
+        .await?;
+    #[derive(Deserialize)]
+    struct Row {
+        previous_reason: String,
+    }
+    Ok(match results.first() {
+        Some(r) => r
+            .results::<Row>()?
+            .into_iter()
+            .next()
+            .map(|r| r.previous_reason),
+        None => None,
+    })
+}
+
+/// Records one use of `key` (kept until `expires_at`, then pruned with the rate-limit windows);
+/// true only the first time.
+pub async fn first_use(env: &Env, key: &str, expires_at: u64) -> Result<bool> {
+    let n = env
+        .d1(bindings::DB)?
+        .prepare(
+            "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, 0, 1, ?2) \
+             ON CONFLICT (key, window) DO UPDATE SET n = n + 1 RETURNING n",
+        )
+        .bind(&[text(key), int(expires_at as i64)])?
+        .first::<i64>(Some("n"))
+        .await?;
+    Ok(n == Some(1))
 }
