@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 export function startSmsSink({ port = 0, account = 'AC_local', token = 'local-token' } = {}) {
   const messages = [];
   let failNext = 0;
+  let answerAll = null; // e.g. 401: every request refused, as with revoked credentials
   const server = createServer((req, res) => {
     const send = (status, body) => {
       res.writeHead(status, { 'content-type': 'application/json' });
@@ -17,6 +18,7 @@ export function startSmsSink({ port = 0, account = 'AC_local', token = 'local-to
     if (req.method === 'GET' && req.url === '/messages') return send(200, messages);
     const path = `/2010-04-01/Accounts/${account}/Messages.json`;
     if (req.method !== 'POST' || req.url !== path) return send(404, { code: 20404, message: 'not found' });
+    if (answerAll) return send(answerAll, { code: 20003, message: `answering ${answerAll}` });
     const expected = 'Basic ' + Buffer.from(`${account}:${token}`).toString('base64');
     if (req.headers.authorization !== expected) return send(401, { code: 20003, message: 'authenticate' });
     let body = '';
@@ -41,6 +43,7 @@ export function startSmsSink({ port = 0, account = 'AC_local', token = 'local-to
       token,
       messages: () => messages.slice(),
       failNext: (n) => { failNext = n; },
+      answerAll: (status) => { answerAll = status; },
       stop: () => new Promise((done) => server.close(done)),
     }));
   });

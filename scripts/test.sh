@@ -25,8 +25,8 @@ step "dependency policy (cargo deny: licences, bans, sources; cargo machete: unu
 cargo deny --log-level error check licenses bans sources
 cargo machete
 
-step "core, sender and dashboard tests"
-cargo test -p epistola-core -p epistola-sender -p epistola-dashboard --locked
+step "Rust tests (every crate: unit, property, shared vectors, scripted SMTP)"
+cargo test --workspace --locked
 
 step "release build"
 scripts/build.sh

@@ -112,6 +112,29 @@ pub struct CampaignInput {
     /// (as a person: privacy-proxy and scanner events do not count) within this many seconds.
     #[serde(default)]
     pub sms_fallback_after_seconds: Option<u64>,
+    /// Send even to contacts who got the same content (by another campaign) within the
+    /// duplicate-content window; off by default.
+    #[serde(default)]
+    pub allow_resend: bool,
+}
+
+/// The fingerprint of a letter's content before personalisation: the template's subject and
+/// bodies. Two campaigns with the same template content send "the same letter".
+pub fn content_fingerprint(
+    subject: &str,
+    html: &str,
+    text: Option<&str>,
+    sms: Option<&str>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [Some(subject), Some(html), text, sms] {
+        // Length-prefixed, so moving text from one part to another changes the fingerprint.
+        let part = part.unwrap_or("");
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    crate::hex::encode(&h.finalize()[..16])
 }
 
 /// Longest wait before an SMS fallback (a week).
@@ -176,7 +199,15 @@ pub fn validate_campaign(input: &CampaignInput) -> Result<ValidCampaign, FieldEr
             );
         }
     }
-    if input
+    if input.anonymous && input.sms_fallback_after_seconds.is_some() {
+        // The fallback goes to those who did not engage as a person, which anonymous tracking
+        // cannot tell: everyone with SMS consent would get it.
+        errors.insert(
+            "sms_fallback_after_seconds".into(),
+            "an anonymous campaign cannot tell who engaged, so it cannot have an SMS fallback"
+                .into(),
+        );
+    } else if input
         .sms_fallback_after_seconds
         .is_some_and(|s| s == 0 || s > MAX_SMS_FALLBACK_SECONDS)
     {
@@ -254,6 +285,54 @@ mod tests {
                 "send_window.weekdays",
                 "template"
             ]
+        );
+    }
+
+    #[test]
+    fn an_anonymous_campaign_has_no_sms_fallback() {
+        let input = |anonymous: bool, after: Option<u64>| -> CampaignInput {
+            serde_json::from_value(serde_json::json!({
+                "name": "Spring", "site": "toy-shop", "template": "spring-letter", "purpose": "newsletter",
+                "segment": {"tag": "vip"}, "anonymous": anonymous, "sms_fallback_after_seconds": after
+            }))
+            .expect("shape")
+        };
+        // (anonymous, fallback, the fields named)
+        let table = [
+            (false, Some(3600), vec![]),
+            (true, None, vec![]),
+            (true, Some(3600), vec!["sms_fallback_after_seconds"]),
+            (false, Some(0), vec!["sms_fallback_after_seconds"]),
+        ];
+        for (anonymous, after, named) in table {
+            let got: Vec<String> = match validate_campaign(&input(anonymous, after)) {
+                Ok(_) => vec![],
+                Err(e) => e.into_keys().collect(),
+            };
+            assert_eq!(got, named, "anonymous {anonymous}, fallback {after:?}");
+        }
+    }
+
+    #[test]
+    fn content_fingerprints() {
+        let a = content_fingerprint("Spring", "<p>Hi {{ contact.name }}</p>", Some("Hi"), None);
+        assert_eq!(a.len(), 32);
+        assert_eq!(
+            a,
+            content_fingerprint("Spring", "<p>Hi {{ contact.name }}</p>", Some("Hi"), None),
+            "a copy is the same letter"
+        );
+        assert_ne!(
+            a,
+            content_fingerprint("Spring!", "<p>Hi {{ contact.name }}</p>", Some("Hi"), None)
+        );
+        assert_ne!(
+            a,
+            content_fingerprint("Spring", "<p>Hi {{ contact.name }}</p>", None, Some("Hi"))
+        );
+        assert_ne!(
+            content_fingerprint("ab", "c", None, None),
+            content_fingerprint("a", "bc", None, None)
         );
     }
 }

@@ -28,6 +28,9 @@ pub struct Outgoing<'a> {
     pub audience_tags: &'a [(String, String)],
     /// Allowed local send window, if the campaign has one.
     pub window: Option<&'a SendWindow>,
+    /// The campaign may go to contacts who got the same content recently (see
+    /// [`Recipient::got_this_content`]).
+    pub allow_resend: bool,
 }
 
 /// The recipient, as the adapter found them just now.
@@ -41,6 +44,9 @@ pub struct Recipient<'a> {
     pub on_test_list: bool,
     /// Whether this send key was already sent (dedupe across redeliveries and campaigns).
     pub already_sent: bool,
+    /// Got a letter with the same content (another campaign, a copy) within the duplicate-content
+    /// window.
+    pub got_this_content: bool,
     /// Unix seconds of this contact's recent sends on this channel, any campaign or chain.
     pub recent_sends: &'a [u64],
     /// The contact's UTC offset now, in seconds (from their time zone; the adapter resolves DST).
@@ -118,6 +124,8 @@ pub enum SkipReason {
     AlreadyConfirmed,
     /// Another confirmation letter went to this address within a day.
     DailyLimit,
+    /// The same content (a copy of a campaign) reached this contact within the window.
+    DuplicateContent,
 }
 
 /// Why a message waits.
@@ -152,6 +160,7 @@ impl SkipReason {
             SkipReason::Unconfirmed => "unconfirmed",
             SkipReason::AlreadyConfirmed => "already_confirmed",
             SkipReason::DailyLimit => "daily_limit",
+            SkipReason::DuplicateContent => "duplicate_content",
         }
     }
 }
@@ -194,6 +203,10 @@ pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64)
     }
     if to.already_sent {
         return Decision::Skip(SkipReason::AlreadySent);
+    }
+    // A copy of a campaign is the same letter: once is enough, unless the marketer says otherwise.
+    if msg.kind == SendKind::Campaign && to.got_this_content && !msg.allow_resend {
+        return Decision::Skip(SkipReason::DuplicateContent);
     }
     // Tests are exempt from timing rules: the marketer is waiting for them.
     if msg.kind == SendKind::Test {
@@ -384,6 +397,8 @@ mod tests {
         gender: Option<&'static str>,
         on_test_list: bool,
         already_sent: bool,
+        got_this_content: bool,
+        allow_resend: bool,
         recent: Vec<u64>,
         offset: i32,
         want: Decision,
@@ -400,6 +415,8 @@ mod tests {
             gender: None,
             on_test_list: false,
             already_sent: false,
+            got_this_content: false,
+            allow_resend: false,
             recent: vec![],
             offset: 0,
             want,
@@ -457,6 +474,23 @@ mod tests {
                     "same send key twice",
                     Decision::Skip(SkipReason::AlreadySent),
                 )
+            },
+            Case {
+                got_this_content: true,
+                ..case(
+                    "a copy of a campaign it already got",
+                    Decision::Skip(SkipReason::DuplicateContent),
+                )
+            },
+            Case {
+                got_this_content: true,
+                allow_resend: true,
+                ..case("a copy, resending allowed", Decision::Send)
+            },
+            Case {
+                kind: SendKind::ChainStep,
+                got_this_content: true,
+                ..case("a chain step is not a copy of a campaign", Decision::Send)
             },
             Case {
                 kind: SendKind::Test,
@@ -570,6 +604,7 @@ mod tests {
                 channel: Channel::Email,
                 audience_tags: &c.tags,
                 window: c.window.as_ref(),
+                allow_resend: c.allow_resend,
             };
             let to = Recipient {
                 suppressed: c.suppressed,
@@ -577,6 +612,7 @@ mod tests {
                 attributes: &attributes,
                 on_test_list: c.on_test_list,
                 already_sent: c.already_sent,
+                got_this_content: c.got_this_content,
                 recent_sends: &c.recent,
                 utc_offset_seconds: c.offset,
                 rfm_segment: None,
@@ -642,6 +678,7 @@ mod tests {
                 channel: Channel::Email,
                 audience_tags: &[],
                 window: None,
+                allow_resend: false,
             };
             let to = Recipient {
                 suppressed: false,
@@ -649,6 +686,7 @@ mod tests {
                 attributes: &attributes,
                 on_test_list: false,
                 already_sent: false,
+                got_this_content: false,
                 recent_sends: &sent,
                 utc_offset_seconds: 0,
                 rfm_segment: None,
@@ -683,6 +721,7 @@ mod tests {
             channel: Channel::Email,
             audience_tags: &[],
             window: None,
+            allow_resend: false,
         };
         // One letter two hours ago; another now?
         let recent = [TUE_NOON - 7200];
@@ -699,6 +738,7 @@ mod tests {
                 attributes: &attributes,
                 on_test_list: false,
                 already_sent: false,
+                got_this_content: false,
                 recent_sends: &recent,
                 utc_offset_seconds: 0,
                 rfm_segment: segment,

@@ -292,6 +292,20 @@ impl SiteConfig {
         if self.quiz.len() > 5 {
             err("quiz".into(), "keep a quiz short: at most 5 steps");
         }
+        // These become mail headers (From display name, Subject): a line break would let a
+        // site's text add headers of its own.
+        for (field, value) in [
+            ("name", &self.name),
+            ("promise.title", &self.promise.title),
+            ("promise.delivery.subject", &self.promise.delivery.subject),
+        ] {
+            if value.chars().any(|c| c.is_control()) {
+                err(
+                    field.into(),
+                    "must be one line: no line breaks or other control characters",
+                );
+            }
+        }
         if crate::url::validate_destination(&self.promise.delivery.url).is_err() {
             err(
                 "promise.delivery.url".into(),
@@ -359,6 +373,24 @@ pub(crate) mod tests {
         assert!(!json.contains(&site.promise.delivery.url), "{json}");
         assert!(!json.contains("delivery"), "{json}");
         assert!(site.public("demo").consents.iter().all(|c| c.in_form));
+    }
+
+    #[test]
+    fn texts_that_become_mail_headers_are_one_line() {
+        for (field, value) in [
+            ("name", "Toy shop\r\nBcc: victim@example.com"),
+            ("promise.title", "A gift\nX-Spam: no"),
+            ("promise.delivery.subject", "Your coupon\r"),
+        ] {
+            let mut site = demo_site();
+            match field {
+                "name" => site.name = value.into(),
+                "promise.title" => site.promise.title = value.into(),
+                _ => site.promise.delivery.subject = value.into(),
+            }
+            let errors = site.validate();
+            assert_eq!(errors.keys().collect::<Vec<_>>(), [field], "{value:?}");
+        }
     }
 
     #[test]

@@ -50,17 +50,24 @@ pub enum Purpose {
     Preferences,
     Confirm,
     Conversion,
+    /// The edge's cron calling the sending worker's tick: internal calls carry proof too, so
+    /// nothing that reaches the sending worker some other way can run it.
+    InternalTick,
+    /// A dashboard session: names the API token it was opened with (never the token itself).
+    DashboardSession,
 }
 
 impl Purpose {
     /// Every purpose, in wire-code order.
-    pub const ALL: [Purpose; 6] = [
+    pub const ALL: [Purpose; 8] = [
         Purpose::Open,
         Purpose::Click,
         Purpose::Unsubscribe,
         Purpose::Preferences,
         Purpose::Confirm,
         Purpose::Conversion,
+        Purpose::InternalTick,
+        Purpose::DashboardSession,
     ];
 
     fn code(self) -> u8 {
@@ -71,6 +78,8 @@ impl Purpose {
             Purpose::Preferences => 4,
             Purpose::Confirm => 5,
             Purpose::Conversion => 6,
+            Purpose::InternalTick => 7,
+            Purpose::DashboardSession => 8,
         }
     }
 
@@ -87,6 +96,8 @@ impl Purpose {
             Purpose::Preferences => "preferences",
             Purpose::Confirm => "confirm",
             Purpose::Conversion => "conversion",
+            Purpose::InternalTick => "internal_tick",
+            Purpose::DashboardSession => "dashboard_session",
         }
     }
 

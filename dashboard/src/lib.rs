@@ -17,7 +17,8 @@ pub const SESSION_COOKIE: &str = "epistola_session";
 /// Session lifetime: one working day.
 pub const SESSION_SECONDS: u64 = 12 * 3600;
 
-/// The session token from a `Cookie` header.
+/// The session from a `Cookie` header: a signed session token (purpose `dashboard_session`,
+/// naming the API token's id and expiring with the session), never an API token.
 pub fn session_token(cookie_header: Option<&str>) -> Option<&str> {
     cookie_header?
         .split(';')
@@ -27,7 +28,7 @@ pub fn session_token(cookie_header: Option<&str>) -> Option<&str> {
         .filter(|v| is_cookie_safe(v))
 }
 
-/// API tokens are URL-safe text; anything else never goes into a cookie.
+/// Tokens are URL-safe text; anything else never goes into a cookie.
 pub fn is_cookie_safe(token: &str) -> bool {
     !token.is_empty()
         && token.len() <= 200
@@ -36,10 +37,10 @@ pub fn is_cookie_safe(token: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b))
 }
 
-/// `Set-Cookie` value that starts a session.
-pub fn session_cookie(token: &str) -> String {
+/// `Set-Cookie` value that starts a session (`session`: the signed session token).
+pub fn session_cookie(session: &str) -> String {
     format!(
-        "{SESSION_COOKIE}={token}; Path=/dashboard; Max-Age={SESSION_SECONDS}; HttpOnly; Secure; SameSite=Strict"
+        "{SESSION_COOKIE}={session}; Path=/dashboard; Max-Age={SESSION_SECONDS}; HttpOnly; Secure; SameSite=Strict"
     )
 }
 

@@ -22,6 +22,9 @@ pub const FAULT_REPLAY_BATCHES: &str = "FAULT_REPLAY_BATCHES";
 /// Test-only: the first D1 write of every events batch fails (a statement on a missing table in the
 /// same transaction), so the batch is rolled back and retried.
 pub const FAULT_D1_FAIL_ONCE: &str = "FAULT_D1_FAIL_ONCE";
+/// Test-only: the sending worker's first write of a campaign's link registry fails (a statement
+/// D1 refuses), in the middle of a chunk, after the guardrails decided to send.
+pub const FAULT_SEND_D1_FAIL_ONCE: &str = "FAULT_SEND_D1_FAIL_ONCE";
 /// KV namespace for configuration read at the edge (sites: `site:{id}`).
 pub const CONFIG: &str = "CONFIG";
 /// Vars: the SMTP server the sending module delivers through.

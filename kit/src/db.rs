@@ -33,6 +33,35 @@ pub fn int(n: i64) -> JsValue {
     JsValue::from_f64(n as f64)
 }
 
+/// One hit on a fixed-window counter (`rate_limits`): `key` in the window of `window` seconds that
+/// holds `now`, kept until the window ends; the statement returns the new count `n`.
+pub fn rate_limit_hit(
+    db: &worker::D1Database,
+    key: &str,
+    window: u64,
+    now: u64,
+) -> Result<worker::D1PreparedStatement> {
+    let window = window.max(1);
+    db.prepare(
+        "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, ?2, 1, ?3) \
+         ON CONFLICT (key, window) DO UPDATE SET n = n + 1 RETURNING n",
+    )
+    .bind(&[
+        text(key),
+        int((now / window) as i64),
+        int(((now / window + 1) * window) as i64),
+    ])
+}
+
+/// Rows the `i`-th statement of a batch changed (0 when D1 does not say).
+pub fn changes(results: &[worker::D1Result], i: usize) -> u64 {
+    results
+        .get(i)
+        .and_then(|r| r.meta().ok().flatten())
+        .and_then(|m| m.changes)
+        .map_or(0, |c| c as u64)
+}
+
 /// Sends one message to a queue as JSON text: one string crosses into JS instead of an object
 /// built field by field, which is most of the hot path's enqueue cost.
 pub async fn enqueue<T: serde::Serialize>(env: &Env, queue: &str, message: &T) -> Result<()> {
@@ -76,6 +105,15 @@ pub async fn live_token(env: &Env, token_hash: &str) -> Result<Option<LiveToken>
         .prepare("SELECT id, scopes FROM api_tokens WHERE token_hash = ?1 AND revoked_at IS NULL")
         .bind(&[text(token_hash)])?
         .first::<LiveToken>(None)
+        .await
+}
+
+/// Scopes of the live (not revoked) API token with this id, if any.
+pub async fn live_token_scopes_by_id(env: &Env, id: &str) -> Result<Option<String>> {
+    env.d1(bindings::DB)?
+        .prepare("SELECT scopes FROM api_tokens WHERE id = ?1 AND revoked_at IS NULL")
+        .bind(&[text(id)])?
+        .first::<String>(Some("scopes"))
         .await
 }
 

@@ -125,15 +125,29 @@ pub async fn read_limited(req: &mut worker::Request, limit: usize) -> ApiResult<
     };
     let mut stream = std::pin::pin!(stream);
     let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    let mut seen = 0usize;
     while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
         let chunk = chunk?;
-        if bytes.len() + chunk.len() > limit {
-            return Err(too_large());
+        seen += chunk.len();
+        if seen > limit {
+            // Over the limit: nothing more is kept. The rest is read and dropped (up to a bound)
+            // so the upload ends cleanly instead of leaving a half-read stream behind.
+            bytes = Vec::new();
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+            continue;
         }
         bytes.extend_from_slice(&chunk);
     }
+    if seen > limit {
+        return Err(too_large());
+    }
     Ok(bytes)
 }
+
+/// Past a body's limit, at most this much in all is read (and dropped) before giving up on it.
+const DRAIN_LIMIT: usize = 1 << 20;
 
 /// Largest form body a page accepts (unsubscribe, preferences, confirm, dashboard sign-in): a
 /// few checkboxes or a token.

@@ -14,6 +14,8 @@ thread_local! {
     static REPLAYED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
     // Fault injection only: queue message ids whose D1 write was already made to fail once.
     static FAILED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
+    // Fault injection only: named sending-worker writes already made to fail once.
+    static SEND_FAILED: RefCell<HashSet<String>> = RefCell::new(HashSet::new());
 }
 
 /// With the `FAULT_D1_FAIL_ONCE` test switch on: whether this batch's D1 write should fail (the
@@ -27,6 +29,13 @@ pub fn inject_d1_failure(env: &Env, messages: &[&RawMessage]) -> bool {
     messages
         .iter()
         .fold(false, |fresh, m| first_sight(&FAILED, &m.id()) | fresh)
+}
+
+/// With the `FAULT_SEND_D1_FAIL_ONCE` test switch on: whether the sending worker's write named
+/// `what` should fail this time (the first time per isolate), to prove that a D1 failure between
+/// deciding and delivering neither loses a letter nor leaves it `outcome_unknown`.
+pub fn inject_send_failure(env: &Env, what: &str) -> bool {
+    config::fault(env, bindings::FAULT_SEND_D1_FAIL_ONCE) && first_sight(&SEND_FAILED, what)
 }
 
 /// Seconds since the message was first sent (workers-rs 0.8.7 exposes no attempt count, so the

@@ -8,7 +8,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
-use epistola_core::campaign::WindowInput;
+use epistola_core::campaign::{content_fingerprint, WindowInput};
 use epistola_core::consent::{current, Action, Entry};
 use epistola_core::contact::{address_hash, attributes, utc_offset_seconds};
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
@@ -39,6 +39,14 @@ const PAGES_PER_TICK: usize = 20;
 const DEFERRED_LEASE_SECONDS: u64 = 900;
 /// Var: JSON send limits (caps, quiet hours); see `core::policy::Limits`.
 pub const SEND_LIMITS: &str = "SEND_LIMITS";
+/// Var: days within which the same content is not sent to the same contact twice (default 30).
+pub const DUPLICATE_CONTENT_DAYS: &str = "DUPLICATE_CONTENT_DAYS";
+const DEFAULT_DUPLICATE_CONTENT_DAYS: u64 = 30;
+
+pub fn duplicate_content_seconds(env: &Env) -> u64 {
+    config::number(env, DUPLICATE_CONTENT_DAYS, DEFAULT_DUPLICATE_CONTENT_DAYS) * 86_400
+}
+
 /// Var: JSON `{"gmail.com": 500, …}`, most letters per hour to one receiving domain.
 pub const DOMAIN_THROTTLES: &str = "DOMAIN_THROTTLES";
 
@@ -418,6 +426,7 @@ async fn try_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> worker::Result
             .filter(|_| !test),
         pause: store::Paused::Campaign(&campaign.id),
         paused: campaign.paused_reason.is_some(),
+        allow_resend: campaign.allow_resend == 1,
     };
     let recipients: Vec<(String, String)> = chunk
         .contacts
@@ -458,6 +467,8 @@ pub struct Mailing<'a> {
     pub pause: store::Paused<'a>,
     /// Paused now: the first delivery that works resumes it.
     pub paused: bool,
+    /// May go to contacts who got the same content recently (campaigns only).
+    pub allow_resend: bool,
 }
 
 impl Mailing<'_> {
@@ -521,6 +532,17 @@ pub async fn deliver(
     } else {
         store::rfm_segments(env, &contact_ids).await?
     };
+    // Campaign letters carry their content's fingerprint, so a copy of the campaign (same
+    // template content, another id) is recognised within the window.
+    let fingerprint = (m.kind == SendKind::Campaign).then(|| {
+        content_fingerprint(
+            &template.subject,
+            &template.html,
+            template.text.as_deref(),
+            template.sms.as_deref(),
+        )
+    });
+    let duplicate_window = duplicate_content_seconds(env);
     let mut facts = store::chunk_facts(
         env,
         m.site_id,
@@ -528,6 +550,10 @@ pub async fn deliver(
         &keys_wanted,
         m.channel.as_str(),
         now.saturating_sub(longest_cap),
+        fingerprint
+            .as_deref()
+            .filter(|_| !m.allow_resend)
+            .map(|f| (f, now.saturating_sub(duplicate_window), m.stats_id)),
     )
     .await?;
     // An SMS fallback goes only to those who did not engage with the e-mail as a person.
@@ -554,6 +580,7 @@ pub async fn deliver(
         channel: m.channel,
         audience_tags: &audience,
         window: m.window.as_ref(),
+        allow_resend: m.allow_resend,
     };
     let letter = Campaign {
         id: m.stats_id,
@@ -640,6 +667,7 @@ pub async fn deliver(
                 .and_then(|tz| utc_offset_seconds(tz, now))
                 .unwrap_or(0),
             rfm_segment: segments.get(&contact.id).map(String::as_str),
+            got_this_content: facts.got_content.contains(&contact.id),
         };
         let mut record = CampaignSend {
             send_key: &key,
@@ -651,6 +679,7 @@ pub async fn deliver(
             detail: None,
             due_at: None,
             channel: m.channel.as_str(),
+            content_hash: fingerprint.as_deref(),
         };
         let precheck = if m.channel != Channel::Sms || settled {
             None
@@ -707,10 +736,6 @@ pub async fn deliver(
                     results.insert(contact.id.clone(), Delivered::Deferred { until });
                     continue;
                 }
-                if !store::claim_send(env, &record, now).await? {
-                    results.insert(contact.id.clone(), Delivered::AlreadyDone);
-                    continue;
-                }
                 // Attributes that are not set are left out (undefined), so `default(...)` applies;
                 // a JSON null would render as "none".
                 let mut person: serde_json::Map<String, serde_json::Value> =
@@ -723,6 +748,10 @@ pub async fn deliver(
                     "site": { "name": site.name },
                 });
                 if m.channel == Channel::Sms {
+                    if !store::claim_send(env, &record, now).await? {
+                        results.insert(contact.id.clone(), Delivered::AlreadyDone);
+                        continue;
+                    }
                     let (delivered, transport) =
                         send_sms(env, &compiled, &context, contact, &record, now).await?;
                     if delivered == Delivered::Retrying {
@@ -750,7 +779,7 @@ pub async fn deliver(
                         record.status = "failed";
                         record.reason = Some("render_error");
                         record.detail = Some(&detail);
-                        store::record_campaign_send(env, &record, true, now).await?;
+                        store::record_campaign_send(env, &record, false, now).await?;
                         results.insert(contact.id.clone(), Delivered::Failed);
                         continue;
                     }
@@ -758,6 +787,14 @@ pub async fn deliver(
                 if !links_registered && !test {
                     store::register_links(env, m.stats_id, &composed.links).await?;
                     links_registered = true;
+                }
+                // Claimed last, just before the transport: a D1 failure anywhere before this
+                // leaves the key as it was (new, deferred or retrying), never `sending` with
+                // nothing sent, so no recipient is reported `outcome_unknown` for a letter that
+                // never left.
+                if !store::claim_send(env, &record, now).await? {
+                    results.insert(contact.id.clone(), Delivered::AlreadyDone);
+                    continue;
                 }
                 let envelope = Envelope {
                     from: &site.from_email,

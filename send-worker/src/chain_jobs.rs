@@ -230,6 +230,7 @@ async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<Jo
         sms_fallback_after: None,
         pause: store::Paused::Chain(&chain.id),
         paused: chain.paused_reason.is_some(),
+        allow_resend: true,
     };
     let (outcome, results) = deliver(env, &mailing, &recipients, now).await?;
     let next_step = chunk.step + 1;

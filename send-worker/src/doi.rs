@@ -95,23 +95,6 @@ async fn try_run(
         .await?;
         return Ok(JobOutcome::Done);
     }
-    let per_day = (kind == MailKind::Confirmation).then_some(CONFIRMATIONS_PER_ADDRESS_WINDOW);
-    match store::claim_optin_send(env, &key, per_day, now).await? {
-        store::OptinClaim::Claimed => {}
-        store::OptinClaim::Settled => return Ok(JobOutcome::Done),
-        store::OptinClaim::DailyLimit => {
-            store::record_optin_send(
-                env,
-                &key,
-                KeyState::Skipped,
-                Some(SkipReason::DailyLimit.as_str()),
-                None,
-                now,
-            )
-            .await?;
-            return Ok(JobOutcome::Done);
-        }
-    }
     if kind == MailKind::Delivery {
         // The `lead.confirmed` event enrols the contact in chains triggered by it (once: the
         // event id is the capture's).
@@ -129,6 +112,25 @@ async fn try_run(
         store::record_optin_send(env, &key, KeyState::Failed, Some("site_gone"), None, now).await?;
         return Ok(JobOutcome::Done);
     };
+    // Claimed after every read and before the transport: a D1 failure before this point leaves
+    // the key unclaimed, so nothing is reported `outcome_unknown` that was never sent.
+    let per_day = (kind == MailKind::Confirmation).then_some(CONFIRMATIONS_PER_ADDRESS_WINDOW);
+    match store::claim_optin_send(env, &key, per_day, now).await? {
+        store::OptinClaim::Claimed => {}
+        store::OptinClaim::Settled => return Ok(JobOutcome::Done),
+        store::OptinClaim::DailyLimit => {
+            store::record_optin_send(
+                env,
+                &key,
+                KeyState::Skipped,
+                Some(SkipReason::DailyLimit.as_str()),
+                None,
+                now,
+            )
+            .await?;
+            return Ok(JobOutcome::Done);
+        }
+    }
     let base = job.base_url.trim_end_matches('/');
     let token = |purpose, ttl| {
         config::sign_contact_token(

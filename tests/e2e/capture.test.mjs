@@ -40,6 +40,11 @@ test('site config: marketers need sites:write; invalid configs are refused field
   const unknownKey = await api(w, 'PUT', '/v1/sites/demo2', { token: w.tokens.sites, body: { ...DEMO_SITE, colour: 'red' } });
   assert.equal(unknownKey.status, 400);
   assert.ok('colour' in unknownKey.json.error.fields, unknownKey.text);
+  // Site texts become mail headers: a line break would smuggle in headers of its own.
+  const injected = { ...DEMO_SITE, promise: { ...DEMO_SITE.promise, title: 'A gift\r\nBcc: everyone@example.com' } };
+  const header = await api(w, 'PUT', '/v1/sites/demo2', { token: w.tokens.sites, body: injected });
+  assert.equal(header.status, 400, header.text);
+  assert.deepEqual(Object.keys(header.json.error.fields), ['promise.title']);
   const notStored = await fetch(`${w.url}/v1/sites/demo2/widget`);
   assert.equal(notStored.status, 404, 'a refused config is not stored');
 });
@@ -130,6 +135,23 @@ test('bad captures get the right status, name the field, and store nothing', asy
     if (status === 403) assert.equal(r.headers.get('access-control-allow-origin'), null, name);
   }
   assert.equal(await contactsWith('bad-input@example.com'), 0, 'nothing stored for any rejected request');
+
+  // A chunked upload declares no length: it is cut off at the limit all the same. (On a
+  // connection of its own: wrangler dev's proxy drops a kept-alive connection whose upload was
+  // cut short, which would fail the next request on it.)
+  const big = JSON.stringify({ ...good, fields: { first_name: 'x'.repeat(40_000) } });
+  const { request } = await import('node:http');
+  const chunked = await new Promise((resolve, reject) => {
+    const req = request(`${w.url}/v1/capture`, {
+      method: 'POST', agent: false,
+      headers: { 'content-type': 'text/plain', origin: ORIGIN, 'cf-connecting-ip': '203.0.113.251', 'transfer-encoding': 'chunked' },
+    }, (res) => { res.resume(); res.on('end', () => resolve({ status: res.statusCode })); });
+    req.on('error', reject);
+    for (let i = 0; i < big.length; i += 4096) req.write(big.slice(i, i + 4096));
+    req.end();
+  });
+  assert.equal(chunked.status, 413, 'chunked body over 16 KiB');
+  assert.equal(await contactsWith('bad-input@example.com'), 0);
 
   const bot = await capture({ ...good, email: 'bot@example.com', hp: 'https://spam.example' });
   assert.equal(bot.status, 202, 'a filled honeypot looks accepted');

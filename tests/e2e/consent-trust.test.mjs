@@ -270,6 +270,7 @@ test('erase forgets the person and keeps the opt-out: export, erase, export (not
   const [{ id }] = await w.d1(`SELECT id FROM contacts WHERE email = '${address}'`);
   // Data about her everywhere: a letter, an open and a click, a purchase, a capture, an opt-out.
   const letter = await testLetter('news-weekly', address);
+  await sleep(11_000); // a person reads first: hits within seconds of sending are a scanner's
   const person = { 'user-agent': 'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Safari/605.1.15', 'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document' };
   assert.equal((await fetch(/(http:\/\/[^"]+\/o\/[A-Za-z0-9_-]+\.gif)/.exec(letter.html)[1], { headers: person })).status, 200);
   assert.equal((await fetch(/href="(http:\/\/[^"]+\/c\/[A-Za-z0-9_-]+)"/.exec(letter.html)[1], { headers: person, redirect: 'manual' })).status, 302);
@@ -321,4 +322,51 @@ test('erase forgets the person and keeps the opt-out: export, erase, export (not
   await sleep(1500);
   assert.equal((await mail.messages()).filter((m) => to(address)(m) && m.subject.startsWith('News for')).length, 1, 'only the letter before the erasure');
   await api(w, 'POST', '/v1/contacts', { ...as(w.tokens.marketer), body: { email: address, test_list: false } });
+});
+
+test('the same letter twice, by copy: skipped as duplicate_content unless the campaign allows resending', async () => {
+  const contacts = ['cora', 'cole'].map((n, i) => ({ email: `${n}@example.com`, time_zone: ZONE, tags: ['copy-audience'], test_list: i === 0, consents: [{ site: 'demo', purpose: 'newsletter', channel: 'email', source: 'checkout-2026' }] }));
+  await importContacts(contacts);
+  const t = await api(w, 'PUT', '/v1/templates/autumn-copy', { ...as(w.tokens.marketer), body: { name: 'Autumn', subject: 'Autumn picks', html: '<p>Autumn picks for {{ contact.email }}</p>' } });
+  assert.equal(t.status, 200, t.text);
+  const letters = async () => (await mail.messages()).filter((m) => m.subject === 'Autumn picks' && !/test/i.test(m.subject));
+  const run = async (id, extra = {}) => {
+    const body = { name: id, site: 'demo', template: 'autumn-copy', purpose: 'newsletter', segment: { tag: 'copy-audience' }, ...extra };
+    assert.equal((await api(w, 'PUT', `/v1/campaigns/${id}`, { ...as(w.tokens.marketer), body })).status, 200);
+    assert.equal((await api(w, 'POST', `/v1/campaigns/${id}/test`, as(w.tokens.marketer))).status, 202);
+    const approved = await api(w, 'POST', `/v1/campaigns/${id}/approve`, as(w.tokens.approver));
+    assert.equal(approved.status, 200, approved.text);
+    assert.equal((await api(w, 'POST', `/v1/campaigns/${id}/schedule`, as(w.tokens.approver))).status, 200);
+    const done = await until(`${id} done`, async () => {
+      await fetch(`${w.url}/__scheduled`);
+      const c = await api(w, 'GET', `/v1/campaigns/${id}`, as(w.tokens.marketer));
+      const n = Object.values(c.json.outcomes).reduce((s, o) => s + o.total, 0);
+      return c.json.campaign.status === 'done' && n >= 2 ? c.json : null;
+    });
+    return { approved: approved.json, done };
+  };
+  const first = await run('autumn-picks');
+  assert.deepEqual(first.done.outcomes, { sent: { total: 2, by_reason: {} } });
+  const before = (await mail.messages()).length;
+  // A copy under a new id: the approver sees who got it already, and they are skipped.
+  const copy = await run('autumn-picks-again');
+  assert.equal(copy.approved.already_received.contacts, 2, JSON.stringify(copy.approved));
+  assert.deepEqual(copy.done.outcomes, { skipped: { total: 2, by_reason: { duplicate_content: 2 } } });
+  assert.equal(copy.done.campaign.already_received.contacts, 2);
+  await sleep(1500);
+  const afterCopy = await mail.messages();
+  assert.equal(afterCopy.length - before, 1, 'only the copy’s test letter went out');
+  // Resending on purpose is a decision the campaign states.
+  const resend = await run('autumn-picks-resend', { allow_resend: true });
+  assert.deepEqual(resend.done.outcomes, { sent: { total: 2, by_reason: {} } });
+  assert.equal(resend.done.campaign.allow_resend, true);
+  assert.ok((await letters()).length >= 4);
+  // An anonymous campaign cannot have an SMS fallback (it cannot tell who engaged).
+  const anon = await api(w, 'PUT', '/v1/campaigns/anon-sms', {
+    ...as(w.tokens.marketer),
+    body: { name: 'Anon', site: 'demo', template: 'autumn-copy', purpose: 'newsletter', segment: { tag: 'copy-audience' }, anonymous: true, sms_fallback_after_seconds: 3600 },
+  });
+  assert.equal(anon.status, 400, anon.text);
+  assert.deepEqual(Object.keys(anon.json.error.fields), ['sms_fallback_after_seconds']);
+  for (const c of contacts) await api(w, 'POST', '/v1/contacts', { ...as(w.tokens.marketer), body: { email: c.email, test_list: false } });
 });

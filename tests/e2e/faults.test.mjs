@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startWorker, api, signLinks, settledStats, DEMO_SITE } from './harness.mjs';
 
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const PERSON = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
 
 test('a failed D1 transaction and replayed batches lose nothing and double nothing', async () => {
@@ -44,5 +45,39 @@ test('a failed D1 transaction and replayed batches lose nothing and double nothi
     assert.match(log, /storing \d+ events and \d+ conversions failed, retrying the batch/, 'the injected failure happened');
   } finally {
     await w.stop();
+  }
+});
+
+test('a D1 failure between deciding and delivering loses no letter and leaves none outcome_unknown', async () => {
+  const { startSendingSystem, daytimeZone } = await import('./harness.mjs');
+  const { w, mail } = await startSendingSystem({ vars: { FAULT_SEND_D1_FAIL_ONCE: '1' } });
+  try {
+    const consents = [{ site: 'demo', purpose: 'newsletter', channel: 'email', source: 'shop' }];
+    const contacts = ['dora', 'dan', 'dee'].map((n, i) => ({ email: `${n}@example.com`, time_zone: daytimeZone(), tags: ['d1'], test_list: i === 0, consents }));
+    assert.equal((await api(w, 'POST', '/v1/contacts/import', { token: w.tokens.marketer, body: { contacts } })).json.upserted, 3);
+    const t = await api(w, 'PUT', '/v1/templates/d1-letter', { token: w.tokens.marketer, body: { name: 'D1', subject: 'Hello from D1', html: '<p><a href="https://shop.example/d1">Shop</a></p>' } });
+    assert.equal(t.status, 200, t.text);
+    const body = { name: 'D1 outage', site: 'demo', template: 'd1-letter', purpose: 'newsletter', segment: { tag: 'd1' } };
+    assert.equal((await api(w, 'PUT', '/v1/campaigns/d1-outage', { token: w.tokens.marketer, body })).status, 200);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/d1-outage/test', { token: w.tokens.marketer })).status, 202);
+    await mail.waitFor((m) => m.subject === 'Hello from D1', { what: 'the test letter' });
+    assert.equal((await api(w, 'POST', '/v1/campaigns/d1-outage/approve', { token: w.tokens.approver })).status, 200);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/d1-outage/schedule', { token: w.tokens.approver })).status, 200);
+    assert.equal((await fetch(`${w.url}/__scheduled`)).status, 200);
+    // The chunk's first write of the link registry fails; the chunk is retried and then delivers.
+    for (let i = 0; ; i++) {
+      const got = (await mail.messages()).filter((m) => m.subject === 'Hello from D1').length;
+      if (got >= 4) break; // the test letter and three campaign letters
+      if (i > 240) throw new Error(`letters missing: ${got} ${JSON.stringify(await w.d1("SELECT send_key, status, reason FROM sends WHERE campaign_id = 'd1-outage'"))}`);
+      await sleep(250);
+    }
+    await sleep(3000);
+    assert.equal((await mail.messages()).filter((m) => m.subject === 'Hello from D1').length, 4, 'each once');
+    const rows = await w.d1("SELECT status, reason FROM sends WHERE campaign_id = 'd1-outage'");
+    assert.deepEqual(rows.map((r) => r.status), ['sent', 'sent', 'sent'], JSON.stringify(rows));
+    assert.match(w.log.join(''), /fault_injection_missing_table|no such table/, 'the injected failure happened');
+  } finally {
+    await w.stop();
+    mail.stop();
   }
 });

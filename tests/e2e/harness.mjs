@@ -49,11 +49,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches), `withoutSecrets`
- * (secret names left unset, to test a misconfiguration). `GET /__scheduled`
+ * (secret names left unset, to test a misconfiguration), `senderFirst` (the sending worker answers
+ * on the port instead of the edge, to test what only the service binding should reach). `GET /__scheduled`
  * runs the cron handler (wrangler's --test-scheduled).
  * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
  */
-export async function startWorker({ vars = {}, logLevel = 'warn', withoutSecrets = [] } = {}) {
+export async function startWorker({ vars = {}, logLevel = 'warn', withoutSecrets = [], senderFirst = false } = {}) {
   const shim = join(ROOT, 'worker/build/worker/shim.mjs');
   const senderShim = join(ROOT, 'send-worker/build/worker/shim.mjs');
   for (const f of [shim, senderShim]) {
@@ -167,7 +168,7 @@ dead_letter_queue = "epistola-sends-dlq"
   const log = [];
   const child = spawn(
     WRANGLER,
-    ['dev', '--local', ...common, '--config', senderConfig, '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
+    ['dev', '--local', ...(senderFirst ? ['--config', senderConfig, '--persist-to', persist, '--config', config] : [...common, '--config', senderConfig]), '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
       '--show-interactive-dev-session=false', '--log-level', logLevel, '--test-scheduled'],
     { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -179,7 +180,8 @@ dead_letter_queue = "epistola-sends-dlq"
     if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join('')}`);
     try {
       const r = await fetch(`${url}/healthz`);
-      if (r.status === 200) break;
+      // The sending worker has no health route: any answer of its own means it is up.
+      if (r.status === 200 || (senderFirst && r.status === 404)) break;
     } catch {
       // not listening yet
     }
@@ -195,7 +197,7 @@ dead_letter_queue = "epistola-sends-dlq"
     await sleep(300);
     rmSync(dir, { recursive: true, force: true });
   };
-  return { url, tokens, d1, stop, log };
+  return { url, tokens, d1, stop, log, persist };
 }
 
 /**

@@ -84,3 +84,53 @@ test('SMS fallback only where no person engaged with the e-mail', async () => {
     mail.stop();
   }
 });
+
+test('SMS provider refusing our credentials (401): nobody suppressed or failed, the campaign pauses, the texts go once after the fix', async () => {
+  const { w, mail, sms } = await startSendingSystem();
+  try {
+    const consents = [
+      { site: 'demo', purpose: 'newsletter', channel: 'email', source: 'checkout' },
+      { site: 'demo', purpose: 'newsletter', channel: 'sms', source: 'checkout' },
+    ];
+    const contacts = ['+447700900011', '+447700900012'].map((phone, i) => ({
+      email: `sms-key-${i}@example.com`, phone, consents, time_zone: DAY, tags: ['sms-key'], test_list: i === 0,
+    }));
+    assert.equal((await api(w, 'POST', '/v1/contacts/import', { token: w.tokens.marketer, body: { contacts } })).json.upserted, 2);
+    const t = await api(w, 'PUT', '/v1/templates/sms-key', { token: w.tokens.marketer, body: { name: 'Key', subject: 'Key', html: '<p>Hi</p>', sms: 'Our sale starts now.' } });
+    assert.equal(t.status, 200, t.text);
+    const body = { name: 'Key', site: 'demo', template: 'sms-key', purpose: 'newsletter', segment: { tag: 'sms-key' }, sms_fallback_after_seconds: 5 };
+    assert.equal((await api(w, 'PUT', '/v1/campaigns/sms-key', { token: w.tokens.marketer, body })).status, 200);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/sms-key/test', { token: w.tokens.marketer })).status, 202);
+    assert.equal((await api(w, 'POST', '/v1/campaigns/sms-key/approve', { token: w.tokens.approver })).status, 200);
+    sms.answerAll(401); // the provider account's token was rotated and ours is stale
+    assert.equal((await api(w, 'POST', '/v1/campaigns/sms-key/schedule', { token: w.tokens.approver })).status, 200);
+    await fetch(`${w.url}/__scheduled`);
+    await mail.waitFor((m) => to('sms-key-1@example.com')(m), { what: 'the e-mail' });
+    let paused;
+    for (let i = 0; !paused; i++) {
+      if (i > 160) throw new Error('the campaign never paused');
+      await sleep(500);
+      if (i % 4 === 0) await fetch(`${w.url}/__scheduled`);
+      paused = (await api(w, 'GET', '/v1/campaigns/sms-key', { token: w.tokens.marketer })).json.campaign.paused;
+    }
+    assert.match(paused.reason, /provider answered 401/);
+    const waiting = await w.d1("SELECT status FROM sends WHERE campaign_id = 'sms-key' AND channel = 'sms'");
+    assert.ok(waiting.length >= 1 && waiting.every((r) => ['retrying', 'waiting'].includes(r.status)), JSON.stringify(waiting));
+    assert.equal((await w.d1('SELECT COUNT(*) AS n FROM suppressions'))[0].n, 0);
+    sms.answerAll(null);
+    for (let i = 0; sms.messages().filter((m) => m.body === 'Our sale starts now.').length < 2; i++) {
+      if (i > 240) throw new Error(`texts missing: ${JSON.stringify(await w.d1("SELECT send_key, status, reason FROM sends WHERE campaign_id = 'sms-key'"))}`);
+      await sleep(500);
+      if (i % 6 === 0) await fetch(`${w.url}/__scheduled`);
+    }
+    await sleep(3000);
+    assert.equal(sms.messages().filter((m) => m.body === 'Our sale starts now.').length, 2, 'each text once');
+    const c = (await api(w, 'GET', '/v1/campaigns/sms-key', { token: w.tokens.marketer })).json;
+    assert.equal(c.campaign.paused, null, 'resumed');
+    assert.equal(c.outcomes.sms_sent?.total, 2, JSON.stringify(c.outcomes));
+    assert.equal(c.outcomes.sms_failed, undefined);
+  } finally {
+    await w.stop();
+    mail.stop();
+  }
+});

@@ -102,3 +102,63 @@ test('signed webhooks reach the CRM once each, after a receiver failure too', as
     await receiver.stop();
   }
 });
+
+test('the outbox: overlapping ticks post once, slow receivers time out in parallel, redirects are not followed, disabled endpoints are marked', async () => {
+  const { createServer } = await import('node:http');
+  const hits = [];
+  // /slow never answers in time; /redirect sends the delivery elsewhere (another scheme);
+  // /ok answers at once, after a short pause, so two ticks overlap on its deliveries.
+  const server = createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      hits.push({ path: req.url, id: req.headers['webhook-id'], at: Date.now() });
+      if (req.url === '/slow') setTimeout(() => res.writeHead(204).end(), 15_000);
+      else if (req.url === '/redirect') res.writeHead(302, { location: 'ftp://files.example/hook' }).end();
+      else setTimeout(() => res.writeHead(204).end(), 300);
+    });
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const { w, mail } = await startSendingSystem();
+  try {
+    const endpoint = async (path) => {
+      const r = await api(w, 'POST', '/v1/webhook-endpoints', { token: w.tokens.hooks, body: { url: `${base}${path}`, events: ['email.opened'] } });
+      assert.equal(r.status, 201, r.text);
+      return r.json.id;
+    };
+    const ids = { ok: await endpoint('/ok'), slow1: await endpoint('/slow'), slow2: await endpoint('/slow'), slow3: await endpoint('/slow'), redirect: await endpoint('/redirect') };
+    const signed = await signLinks(w, { campaign: 'outbox', contact: 'c-outbox', links: [] });
+    assert.equal((await fetch(signed.pixel_url, { headers: { 'user-agent': PERSON } })).status, 200);
+    for (let i = 0; ; i++) {
+      const [row] = await w.d1("SELECT COUNT(*) AS n FROM webhook_deliveries WHERE status = 'pending'");
+      if (row.n === 5) break;
+      if (i > 80) throw new Error(`outbox not filled: ${row.n}`);
+      await sleep(250);
+    }
+    // Two ticks at once: each delivery is claimed by one of them.
+    const started = Date.now();
+    const ticks = await Promise.all([fetch(`${w.url}/__scheduled`), fetch(`${w.url}/__scheduled`)]);
+    assert.ok(ticks.every((t) => t.status === 200));
+    const took = Date.now() - started;
+    await sleep(1000);
+    assert.equal(hits.filter((h) => h.path === '/ok').length, 1, 'posted once, not once per tick');
+    assert.equal(hits.filter((h) => h.path === '/slow').length, 3);
+    assert.ok(took < 25_000, `three 10 s timeouts ran side by side, not one after another (${took} ms)`);
+    const rows = await w.d1('SELECT endpoint_id, status, attempts, last_error FROM webhook_deliveries ORDER BY endpoint_id');
+    const by = Object.fromEntries(rows.map((r) => [r.endpoint_id, r]));
+    assert.equal(by[ids.ok].status, 'delivered');
+    assert.match(by[ids.slow1].last_error, /did not answer within 10 s/);
+    assert.equal(by[ids.slow1].status, 'pending', 'retried later');
+    assert.match(by[ids.redirect].last_error, /redirected \(302\); not followed/);
+    assert.equal(hits.filter((h) => h.path !== '/ok' && h.path !== '/slow' && h.path !== '/redirect').length, 0, 'nothing followed the redirect');
+
+    const off = await api(w, 'DELETE', `/v1/webhook-endpoints/${ids.slow2}`, { token: w.tokens.hooks });
+    assert.equal(off.status, 200);
+    assert.deepEqual(await w.d1(`SELECT status FROM webhook_deliveries WHERE endpoint_id = '${ids.slow2}'`), [{ status: 'endpoint_disabled' }]);
+  } finally {
+    await w.stop();
+    mail.stop();
+    server.close();
+  }
+});

@@ -36,8 +36,8 @@ async fn queue(batch: MessageBatch<serde_json::Value>, env: Env, _ctx: Context) 
 /// series compaction and raw-event retention).
 #[event(scheduled)]
 async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    routes::tick_sender(&env).await;
     let now = now_seconds();
+    routes::tick_sender(&env, now).await;
     match store::prune_rate_limits(&env, now).await {
         Ok(n) if n > 0 => worker::console_log!("cron: pruned {n} expired rate-limit windows"),
         Ok(_) => {}

@@ -10,7 +10,8 @@ pub use epistola_worker_kit::db::{
     campaign_rollups, enqueue, get_site, put_site, site_origins, suppress,
 };
 use epistola_worker_kit::db::{
-    claim_daily, clip_user_agent, conversion_statements, int, opt_text, text, MAX_BOUND_PARAMS,
+    changes, claim_daily, clip_user_agent, conversion_statements, int, opt_text, rate_limit_hit,
+    text, MAX_BOUND_PARAMS,
 };
 
 use crate::bindings;
@@ -100,17 +101,7 @@ pub async fn count_and_check(
     let db = env.d1(bindings::DB)?;
     let mut statements = Vec::with_capacity(limits.len());
     for (key, (_, window)) in limits {
-        statements.push(
-            db.prepare(
-                "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, ?2, 1, ?3) \
-                 ON CONFLICT (key, window) DO UPDATE SET n = n + 1 RETURNING n",
-            )
-            .bind(&[
-                text(key),
-                int((now / window) as i64),
-                int(((now / window + 1) * window) as i64),
-            ])?,
-        );
+        statements.push(rate_limit_hit(&db, key, *window, now)?);
     }
     let results = db.batch(statements).await?;
     let mut retry_after = None;
@@ -268,16 +259,9 @@ pub async fn maintain(
             .bind(&[prune_before])?,
         ])
         .await?;
-    let changes = |i: usize| {
-        results
-            .get(i)
-            .and_then(|r| r.meta().ok().flatten())
-            .and_then(|m| m.changes)
-            .map_or(0, |c| c as u64)
-    };
     Ok(Maintenance {
         ran: true,
-        hours_folded: changes(1),
-        events_pruned: changes(2),
+        hours_folded: changes(&results, 1),
+        events_pruned: changes(&results, 2),
     })
 }

@@ -3,7 +3,9 @@
 //! status with send outcomes by reason.
 
 use epistola_core::auth::Scope;
-use epistola_core::campaign::{transition, validate_campaign, Action, CampaignInput, Status};
+use epistola_core::campaign::{
+    content_fingerprint, transition, validate_campaign, Action, CampaignInput, Status,
+};
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::ids::validate_id;
 use epistola_worker_kit::auth::require_scope;
@@ -119,16 +121,35 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         updated_at: now as i64,
         paused_reason: None,
         paused_at: None,
+        allow_resend: i64::from(input.allow_resend),
     };
     if !store::put_campaign(env, &row, now).await? {
         let (_, status) = load(env, id).await?;
         next(status, Action::Edit)?;
     }
-    get_json(env, id).await.map(|v| http::json(200, &v))
+    get_json(env, id, now).await.map(|v| http::json(200, &v))
 }
 
-async fn get_json(env: &Env, id: &str) -> ApiResult<serde_json::Value> {
+/// How many contacts got this campaign's content (a copy under another campaign) within the
+/// duplicate-content window: they are skipped unless the campaign allows resending.
+async fn already_received(env: &Env, c: &CampaignRow, now: u64) -> ApiResult<serde_json::Value> {
+    let window = crate::campaign_jobs::duplicate_content_seconds(env);
+    let contacts = match store::get_template(env, &c.template_id).await? {
+        Some(t) => {
+            let fingerprint =
+                content_fingerprint(&t.subject, &t.html, t.text.as_deref(), t.sms.as_deref());
+            store::content_recipients(env, &fingerprint, &c.id, now.saturating_sub(window)).await?
+        }
+        None => 0,
+    };
+    Ok(
+        json!({ "contacts": contacts, "within_days": window / 86_400, "skipped_unless_allow_resend": c.allow_resend == 0 }),
+    )
+}
+
+async fn get_json(env: &Env, id: &str, now: u64) -> ApiResult<serde_json::Value> {
     let (c, _) = load(env, id).await?;
+    let received = already_received(env, &c, now).await?;
     let mut outcomes = serde_json::Map::new();
     for (metric, label, n) in store::campaign_counters(env, id).await? {
         let entry = outcomes
@@ -147,15 +168,16 @@ async fn get_json(env: &Env, id: &str) -> ApiResult<serde_json::Value> {
             "anonymous": c.anonymous == 1, "sms_fallback_after_seconds": c.sms_fallback_after, "status": c.status, "audience_size": c.audience_size,
             "scheduled_at": c.scheduled_at, "created_at": c.created_at, "updated_at": c.updated_at,
             "paused": c.paused_reason.as_ref().map(|reason| json!({"reason": reason, "since": c.paused_at})),
+            "allow_resend": c.allow_resend == 1, "already_received": received,
         },
         "outcomes": outcomes,
     }))
 }
 
 /// `GET /v1/campaigns/{id}`.
-pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+pub async fn get(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
     require_scope(req, env, Scope::CampaignsWrite).await?;
-    get_json(env, id).await.map(|v| http::json(200, &v))
+    get_json(env, id, now).await.map(|v| http::json(200, &v))
 }
 
 /// `POST /v1/campaigns/{id}/test`: sends the campaign to the test list, and only to it.
@@ -228,9 +250,10 @@ pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
         now,
     )
     .await?;
+    let received = already_received(env, &c, now).await?;
     Ok(http::json(
         200,
-        &json!({ "status": to.as_str(), "audience_size": audience }),
+        &json!({ "status": to.as_str(), "audience_size": audience, "already_received": received }),
     ))
 }
 

@@ -9,22 +9,25 @@ use epistola_core::auth::{has_scope, hash_api_token, Scope};
 use epistola_core::chain::step_stats_id;
 use epistola_core::ids::validate_id;
 use epistola_core::stats::CampaignStats;
+use epistola_core::token::Purpose;
 use epistola_core::url::{origin_of, query_value};
 use epistola_dashboard::{self as page, AnswerShare, CampaignInfo, ChainInfo, SegmentCount};
-use epistola_worker_kit::db::{campaign_rollups, token_scopes};
+use epistola_worker_kit::db::{
+    campaign_rollups, live_token, live_token_scopes_by_id, token_scopes,
+};
 use worker::{Env, Method, Request, Response};
 
 use crate::http::{self, ApiError, ApiResult};
-use crate::store;
+use crate::{config, store};
 
 /// Routes everything under `/dashboard`.
 pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Response {
     let method = req.method();
     let result = match (rest, method) {
-        (["session"], Method::Post) => sign_in(req, env).await,
+        (["session"], Method::Post) => sign_in(req, env, now).await,
         (["logout"], Method::Post) => sign_out(&req),
         (["session" | "logout"], _) => return http::method_not_allowed("POST"),
-        (_, Method::Get | Method::Head) => match signed_in(&req, env).await {
+        (_, Method::Get | Method::Head) => match signed_in(&req, env, now).await {
             Ok(true) => page_for(&req, env, rest, now).await,
             Ok(false) if rest.is_empty() => Ok(http::html_document(200, page::sign_in(None))),
             Ok(false) => Ok(see_other("/dashboard", None)),
@@ -116,16 +119,24 @@ fn see_other(location: &str, cookie: Option<&str>) -> Response {
     resp
 }
 
-/// Does the request carry a live session with `stats:read`?
-async fn signed_in(req: &Request, env: &Env) -> ApiResult<bool> {
+/// Does the request carry a live session: a signed, unexpired session token whose API token is
+/// still live with `stats:read` (revoking the token ends its sessions at once)?
+async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<bool> {
     let cookies = http::header(req, "Cookie");
-    let Some(token) = page::session_token(cookies.as_deref()) else {
+    let Some(session) = page::session_token(cookies.as_deref()) else {
         return Ok(false);
     };
-    Ok(token_scopes(env, &hash_api_token(token))
+    let Ok(claims) = config::verify_token(env, session, Purpose::DashboardSession, now) else {
+        return Ok(false);
+    };
+    Ok(live_token_scopes_by_id(env, &claims.campaign)
         .await?
         .is_some_and(|scopes| has_scope(&scopes, Scope::StatsRead)))
 }
+
+/// Sign-in attempts per client (hashed IP) per 15 minutes: plenty for a person who mistyped,
+/// too few to guess tokens.
+const SIGN_IN_LIMIT: (u32, u64) = (10, 900);
 
 /// A state-changing POST must come from a page of ours: `Origin` equal to our own origin. Our
 /// pages send `Referrer-Policy: no-referrer`, under which browsers send `Origin: null` on form
@@ -138,13 +149,27 @@ fn same_origin(req: &Request) -> bool {
     }
 }
 
-async fn sign_in(mut req: Request, env: &Env) -> ApiResult<Response> {
+async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
     if !same_origin(&req) {
         return Ok(http::page(
             403,
             "Sign in",
             "<p>Sign in from the dashboard page itself.</p>",
         ));
+    }
+    let ip = http::header(&req, "CF-Connecting-IP").unwrap_or_default();
+    let subject = epistola_core::iphash::rate_limit_subject(&ip);
+    let client = config::hash_client_ip(env, Some(&subject), now)
+        // Without the hashing key no address is kept, not even hashed: one shared bucket.
+        .unwrap_or_else(|| "unkeyed".to_owned());
+    let (limit, window) = SIGN_IN_LIMIT;
+    if store::count_hit(env, &format!("signin:{client}"), window, now).await? > limit {
+        let mut resp = http::html_document(
+            429,
+            page::sign_in(Some("Too many attempts. Wait a few minutes and try again.")),
+        );
+        let _ = resp.headers_mut().set("Retry-After", &window.to_string());
+        return Ok(resp);
     }
     let token = match http::read_form(&mut req, http::MAX_FORM_BYTES).await {
         Ok(form) => form.get_field("token").unwrap_or_default(),
@@ -161,7 +186,25 @@ async fn sign_in(mut req: Request, env: &Env) -> ApiResult<Response> {
         Some(scopes) if !has_scope(&scopes, Scope::StatsRead) => {
             refused("This token lacks the stats:read scope.")
         }
-        Some(_) => Ok(see_other("/dashboard", Some(&page::session_cookie(token)))),
+        Some(_) => {
+            let Some(id) = live_token(env, &hash_api_token(token)).await?.map(|t| t.id) else {
+                return refused("Unknown or revoked API token.");
+            };
+            let session = config::sign_contact_token(
+                env,
+                Purpose::DashboardSession,
+                &id,
+                "",
+                "",
+                now,
+                page::SESSION_SECONDS as u32,
+            )
+            .ok_or_else(|| ApiError::internal("session", "no signing key"))?;
+            Ok(see_other(
+                "/dashboard",
+                Some(&page::session_cookie(&session)),
+            ))
+        }
     }
 }
 
@@ -198,6 +241,9 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
 }
 
 async fn one_campaign(env: &Env, id: &str) -> ApiResult<(CampaignInfo, CampaignStats)> {
+    // Links percent-encode ids (`a:b` is `a%3Ab` in a path).
+    let id = &epistola_core::url::percent_decode(id)
+        .ok_or_else(|| ApiError::field("campaign", "is not a valid path segment"))?;
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
     let r = campaign_rollups(env, id).await?;
     let info = match store::campaign_listing(env, id).await? {

@@ -1,8 +1,10 @@
 //! Requests arriving through the service binding from the edge worker: the sending API, the
 //! dashboard, the double opt-in and preference pages, and the cron tick (`POST /internal/tick`, which the edge never forwards from outside).
 
+use epistola_core::token::Purpose;
 use worker::{Env, Method, Request, Response};
 
+use crate::config;
 use crate::http::{self, ApiError, ApiResult};
 
 mod campaigns;
@@ -19,10 +21,18 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let env = &env;
     match (segments.as_slice(), req.method()) {
-        (["internal", "tick"], Method::Post) => match crate::campaign_jobs::tick(env, now).await {
-            Ok(report) => http::json(200, &report),
-            Err(e) => ApiError::internal("tick", e).into_response(),
-        },
+        (["internal", "tick"], Method::Post) => {
+            // Behind the service binding and never forwarded, and still: only with the edge's
+            // signed, minute-long proof.
+            let proof = http::header(&req, "X-Epistola-Tick").unwrap_or_default();
+            if config::verify_token(env, &proof, Purpose::InternalTick, now).is_err() {
+                return ApiError::new(401, "unauthorized", "no valid tick proof").into_response();
+            }
+            match crate::campaign_jobs::tick(env, now).await {
+                Ok(report) => http::json(200, &report),
+                Err(e) => ApiError::internal("tick", e).into_response(),
+            }
+        }
         (["dashboard", rest @ ..], _) => dashboard::dispatch(req, env, rest, now).await,
         (["confirm", token], Method::Get) => optin::confirm_page(env, token, now).await,
         (["confirm", token], Method::Head) => {
@@ -59,7 +69,7 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         (["v1", "templates", id], Method::Get) => respond(templates::get(&req, env, id).await),
         (["v1", "templates", _], _) => http::method_not_allowed("GET, PUT"),
         (["v1", "campaigns", id], Method::Put) => respond(campaigns::put(req, env, id, now).await),
-        (["v1", "campaigns", id], Method::Get) => respond(campaigns::get(&req, env, id).await),
+        (["v1", "campaigns", id], Method::Get) => respond(campaigns::get(&req, env, id, now).await),
         (["v1", "campaigns", _], _) => http::method_not_allowed("GET, PUT"),
         (["v1", "campaigns", id, "test"], Method::Post) => {
             respond(campaigns::test_send(&req, env, id, now).await)

@@ -6,7 +6,7 @@ use wasm_bindgen::JsValue;
 use worker::{Env, Result};
 
 pub use epistola_worker_kit::db::{claim_daily, get_site, suppress};
-use epistola_worker_kit::db::{int, opt_text, text};
+use epistola_worker_kit::db::{int, opt_text, rate_limit_hit, text};
 
 use crate::bindings;
 use epistola_core::sendkey::KeyState;
@@ -341,12 +341,15 @@ pub struct CampaignRow {
     pub paused_reason: Option<String>,
     #[serde(default)]
     pub paused_at: Option<i64>,
+    /// 1 = may go to contacts who got the same content recently.
+    #[serde(default)]
+    pub allow_resend: i64,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
      audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at, \
-     paused_reason, paused_at";
+     paused_reason, paused_at, allow_resend";
 
 pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
     env.d1(bindings::DB)?
@@ -365,10 +368,11 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
         .d1(bindings::DB)?
         .prepare(
             "INSERT INTO campaigns (id, name, site_id, template_id, purpose, segment, send_window, anonymous, sms_fallback_after, \
-             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, 'draft', ?9, ?9) \
+             allow_resend, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, 'draft', ?9, ?9) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id, template_id = excluded.template_id, \
              purpose = excluded.purpose, segment = excluded.segment, send_window = excluded.send_window, \
-             anonymous = excluded.anonymous, sms_fallback_after = excluded.sms_fallback_after, status = 'draft', \
+             anonymous = excluded.anonymous, sms_fallback_after = excluded.sms_fallback_after, \
+             allow_resend = excluded.allow_resend, status = 'draft', \
              updated_at = excluded.updated_at \
              WHERE campaigns.status IN ('draft', 'tested')",
         )
@@ -383,6 +387,7 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
             int(c.anonymous),
             int(now as i64),
             c.sms_fallback_after.map_or(JsValue::NULL, int),
+            int(c.allow_resend),
         ])?
         .run()
         .await?;
@@ -501,6 +506,8 @@ pub struct ChunkFacts {
     pub send_status: std::collections::HashMap<String, String>,
     /// contact → unix seconds of email sends in the cap window.
     pub recent: std::collections::HashMap<String, Vec<u64>>,
+    /// Contacts who got a letter with this content within the duplicate-content window.
+    pub got_content: std::collections::HashSet<String>,
 }
 
 const CONTACT_COLUMNS: &str = "k.id, k.email, k.phone, k.status, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
@@ -513,6 +520,8 @@ pub async fn chunk_facts(
     send_keys: &[String],
     channel: &str,
     recent_since: u64,
+    // (fingerprint, since, this campaign): who got this content from another campaign.
+    content: Option<(&str, u64, &str)>,
 ) -> Result<ChunkFacts> {
     #[derive(Deserialize)]
     struct Ledger {
@@ -557,10 +566,22 @@ pub async fn chunk_facts(
                 "SELECT contact_id, updated_at FROM sends WHERE contact_id IN (SELECT value FROM json_each(?1)) \
                  AND status = 'sent' AND channel = ?3 AND campaign_id IS NOT NULL AND updated_at > ?2",
             )
-            .bind(&[ids, int(recent_since as i64), text(channel)])?,
+            .bind(&[ids.clone(), int(recent_since as i64), text(channel)])?,
+            // Contacts who got this content from another campaign (a copy) since then; this
+            // campaign's own letters (the e-mail before its SMS fallback) do not count.
+            db.prepare(
+                "SELECT DISTINCT contact_id FROM sends WHERE content_hash = ?2 AND status = 'sent' AND updated_at > ?3 \
+                 AND contact_id IN (SELECT value FROM json_each(?1)) AND campaign_id <> ?4",
+            )
+            .bind(&[
+                ids,
+                text(content.map_or("", |(hash, _, _)| hash)),
+                int(content.map_or(i64::MAX, |(_, since, _)| since as i64)),
+                text(content.map_or("", |(_, _, campaign)| campaign)),
+            ])?,
         ])
         .await?;
-    let [contacts, ledger, suppressed, statuses, recent] = results.as_slice() else {
+    let [contacts, ledger, suppressed, statuses, recent, got_content] = results.as_slice() else {
         return Err(worker::Error::RustError(
             "D1 batch returned an unexpected number of results".into(),
         ));
@@ -583,6 +604,11 @@ pub async fn chunk_facts(
         .results::<Status>()?
         .into_iter()
         .map(|s| (s.send_key, s.status))
+        .collect();
+    facts.got_content = got_content
+        .results::<Id>()?
+        .into_iter()
+        .map(|r| r.contact_id)
         .collect();
     for r in recent.results::<Recent>()? {
         facts
@@ -625,6 +651,8 @@ pub struct CampaignSend<'a> {
     pub due_at: Option<u64>,
     /// `email` or `sms`.
     pub channel: &'a str,
+    /// Fingerprint of the content (`core::campaign::content_fingerprint`), kept with a sent letter.
+    pub content_hash: Option<&'a str>,
 }
 
 fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
@@ -639,11 +667,12 @@ fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
         s.due_at.map_or(JsValue::NULL, |t| int(t as i64)),
         int(now as i64),
         text(s.channel),
+        opt_text(s.content_hash),
     ]
 }
 
 const INSERT_SEND: &str = "INSERT INTO sends (send_key, kind, contact_id, capture_id, campaign_id, channel, status, attempts, \
-     reason, detail, due_at, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, ?10, ?5, 1, ?6, ?7, ?8, ?9, ?9)";
+     reason, detail, due_at, content_hash, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, ?10, ?5, 1, ?6, ?7, ?8, ?11, ?9, ?9)";
 
 /// Claims a send key before delivering (status `sending`): only a new key, or one that was
 /// deferred or is retrying, can be claimed, so two consumers never deliver the same message, and a
@@ -679,7 +708,8 @@ pub async fn record_campaign_send(
     env.d1(bindings::DB)?
         .prepare(format!(
             "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = excluded.status, reason = excluded.reason, \
-             detail = excluded.detail, due_at = excluded.due_at, updated_at = excluded.updated_at \
+             detail = excluded.detail, due_at = excluded.due_at, updated_at = excluded.updated_at, \
+             content_hash = COALESCE(excluded.content_hash, content_hash) \
              WHERE sends.status IN ({only})"
         ))
         .bind(&send_params(s, now))?
@@ -692,6 +722,13 @@ pub async fn record_campaign_send(
 pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) -> Result<()> {
     if links.is_empty() {
         return Ok(());
+    }
+    if epistola_worker_kit::queue::inject_send_failure(env, &format!("links.{campaign}")) {
+        // Fault injection (tests only): a statement D1 refuses, as a real outage would.
+        env.d1(bindings::DB)?
+            .prepare("INSERT INTO fault_injection_missing_table VALUES (1)")
+            .run()
+            .await?;
     }
     env.d1(bindings::DB)?
         .prepare(
@@ -1537,18 +1574,70 @@ pub struct DueDelivery {
     pub secret: String,
 }
 
-/// Pending deliveries whose time has come, oldest first, to active endpoints.
-pub async fn due_deliveries(env: &Env, now: u64, limit: u32) -> Result<Vec<DueDelivery>> {
-    env.d1(bindings::DB)?
-        .prepare(
-            "SELECT d.id, d.type, d.payload, d.occurred_at, d.attempts, w.url, w.secret \
-             FROM webhook_deliveries d JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.status = 'active' \
-             WHERE d.status = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at, d.id LIMIT ?2",
-        )
-        .bind(&[int(now as i64), int(i64::from(limit))])?
-        .all()
-        .await?
-        .results::<DueDelivery>()
+/// Claims up to `limit` due deliveries to active endpoints, oldest first: they are pushed
+/// `lease` seconds into the future in the same statement that selects them, so a tick running at
+/// the same time cannot take them too. A crash mid-delivery retries them after the lease.
+pub async fn claim_due_deliveries(
+    env: &Env,
+    now: u64,
+    limit: u32,
+    lease: u64,
+) -> Result<Vec<DueDelivery>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "UPDATE webhook_deliveries SET next_at = ?1 + ?3 WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+                 JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.status = 'active' \
+                 WHERE d.status = 'pending' AND d.next_at <= ?1 ORDER BY d.next_at, d.id LIMIT ?2) \
+                 RETURNING id, type, payload, occurred_at, attempts, endpoint_id",
+            )
+            .bind(&[int(now as i64), int(i64::from(limit)), int(lease as i64)])?,
+            db.prepare("SELECT id, url, secret FROM webhook_endpoints WHERE status = 'active'"),
+        ])
+        .await?;
+    #[derive(Deserialize)]
+    struct Claimed {
+        id: String,
+        #[serde(rename = "type")]
+        kind: String,
+        payload: String,
+        occurred_at: u64,
+        attempts: u32,
+        endpoint_id: String,
+    }
+    #[derive(Deserialize)]
+    struct Endpoint {
+        id: String,
+        url: String,
+        secret: String,
+    }
+    let [claimed, endpoints] = results.as_slice() else {
+        return Err(worker::Error::RustError(
+            "D1 batch returned an unexpected number of results".into(),
+        ));
+    };
+    let endpoints: std::collections::HashMap<String, Endpoint> = endpoints
+        .results::<Endpoint>()?
+        .into_iter()
+        .map(|e| (e.id.clone(), e))
+        .collect();
+    Ok(claimed
+        .results::<Claimed>()?
+        .into_iter()
+        .filter_map(|c| {
+            let e = endpoints.get(&c.endpoint_id)?;
+            Some(DueDelivery {
+                id: c.id,
+                kind: c.kind,
+                payload: c.payload,
+                occurred_at: c.occurred_at,
+                attempts: c.attempts,
+                url: e.url.clone(),
+                secret: e.secret.clone(),
+            })
+        })
+        .collect())
 }
 
 pub async fn delivery_done(env: &Env, id: &str, now: u64) -> Result<()> {
@@ -1642,14 +1731,24 @@ pub async fn endpoint_delivery_counts(env: &Env, id: &str) -> Result<Vec<(String
 pub async fn disable_endpoint(env: &Env, id: &str, now: u64) -> Result<bool> {
     let result = env
         .d1(bindings::DB)?
-        .prepare("UPDATE webhook_endpoints SET status = 'disabled', updated_at = ?2 WHERE id = ?1")
+        .prepare(
+            "UPDATE webhook_endpoints SET status = 'disabled', updated_at = ?2 WHERE id = ?1 RETURNING id",
+        )
         .bind(&[text(id), int(now as i64)])?
-        .run()
+        .first::<String>(Some("id"))
         .await?;
-    Ok(result
-        .meta()?
-        .and_then(|m| m.changes)
-        .is_some_and(|c| c > 0))
+    if result.is_some() {
+        // Its pending deliveries will never go: say so, rather than leave them pending forever.
+        env.d1(bindings::DB)?
+            .prepare(
+                "UPDATE webhook_deliveries SET status = 'endpoint_disabled', updated_at = ?2 \
+                 WHERE endpoint_id = ?1 AND status = 'pending'",
+            )
+            .bind(&[text(id), int(now as i64)])?
+            .run()
+            .await?;
+    }
+    Ok(result.is_some())
 }
 
 /// Every buyer's orders from `purchase` events, an order counted once however many events report
@@ -1931,7 +2030,7 @@ pub async fn lift_suppression(
 }
 
 /// Records one use of `key` (kept until `expires_at`, then pruned with the rate-limit windows);
-/// true only the first time.
+/// true only the first time. One row per key (window 0), whenever the uses come.
 pub async fn first_use(env: &Env, key: &str, expires_at: u64) -> Result<bool> {
     let n = env
         .d1(bindings::DB)?
@@ -1943,4 +2042,33 @@ pub async fn first_use(env: &Env, key: &str, expires_at: u64) -> Result<bool> {
         .first::<i64>(Some("n"))
         .await?;
     Ok(n == Some(1))
+}
+
+/// Counts one hit on `key` in the current fixed window of `window` seconds; returns the count.
+pub async fn count_hit(env: &Env, key: &str, window: u64, now: u64) -> Result<u32> {
+    let db = env.d1(bindings::DB)?;
+    let n = rate_limit_hit(&db, key, window, now)?
+        .first::<u32>(Some("n"))
+        .await?;
+    Ok(n.unwrap_or(0))
+}
+
+/// Distinct contacts who got a campaign letter with this content fingerprint since `since`, from
+/// campaigns other than `except_campaign`.
+pub async fn content_recipients(
+    env: &Env,
+    fingerprint: &str,
+    except_campaign: &str,
+    since: u64,
+) -> Result<i64> {
+    let n = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT COUNT(DISTINCT contact_id) AS n FROM sends WHERE content_hash = ?1 AND status = 'sent' \
+             AND updated_at > ?3 AND campaign_id <> ?2",
+        )
+        .bind(&[text(fingerprint), text(except_campaign), int(since as i64)])?
+        .first::<i64>(Some("n"))
+        .await?;
+    Ok(n.unwrap_or(0))
 }

@@ -2,7 +2,7 @@
 //! the preference centre.
 
 use epistola_core::sendkey::KeyState;
-use epistola_worker_kit::db::{clip_user_agent, int, opt_text, text};
+use epistola_worker_kit::db::{changes, clip_user_agent, int, opt_text, text};
 use serde::Deserialize;
 use worker::{Env, Result};
 
@@ -340,15 +340,8 @@ pub async fn delete_unconfirmed(env: &Env, created_before: u64) -> Result<Expire
                 .bind(&before)?,
         ])
         .await?;
-    let changes = |i: usize| {
-        results
-            .get(i)
-            .and_then(|r| r.meta().ok().flatten())
-            .and_then(|m| m.changes)
-            .map_or(0, |c| c as u64)
-    };
     Ok(Expired {
-        captures: changes(0),
-        contacts: changes(3),
+        captures: changes(&results, 0),
+        contacts: changes(&results, 3),
     })
 }

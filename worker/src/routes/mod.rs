@@ -72,8 +72,8 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
 }
 
 /// Runs the sending worker's tick (see `send-worker/src/campaign_jobs.rs`).
-pub async fn tick_sender(env: &Env) {
-    sender::tick(env).await;
+pub async fn tick_sender(env: &Env, now: u64) {
+    sender::tick(env, now).await;
 }
 
 fn respond(result: http::ApiResult<Response>) -> Response {

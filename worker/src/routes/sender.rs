@@ -4,8 +4,10 @@
 
 use worker::{Env, Request, Response};
 
-use crate::bindings;
+use epistola_core::token::Purpose;
+
 use crate::http::ApiError;
+use crate::{bindings, config};
 
 /// First path segments under `/v1/` that belong to the sending worker.
 pub const SENDER_FAMILIES: &[&str] = &[
@@ -19,12 +21,22 @@ pub const SENDER_FAMILIES: &[&str] = &[
     "webhook-endpoints",
 ];
 
-/// Asks the sending worker to run its tick. The path is internal: `forward` never passes it on.
-pub async fn tick(env: &Env) {
+/// Header carrying the tick's proof: a token of purpose `InternalTick`, valid for a minute.
+pub const TICK_PROOF_HEADER: &str = "X-Epistola-Tick";
+
+/// Asks the sending worker to run its tick. The path is internal: `forward` never passes it on,
+/// and the sending worker also checks the signed proof, so a route mistake cannot expose it.
+pub async fn tick(env: &Env, now: u64) {
+    let Some(proof) =
+        config::sign_contact_token(env, Purpose::InternalTick, "tick", "", "", now, 60)
+    else {
+        worker::console_error!("cron: no signing key for the sender tick");
+        return;
+    };
     let answer = match env.service(bindings::SENDER) {
         Ok(sender) => {
             sender
-                .fetch("https://sender.internal/internal/tick", Some(post()))
+                .fetch("https://sender.internal/internal/tick", Some(post(&proof)))
                 .await
         }
         Err(e) => Err(e),
@@ -40,9 +52,11 @@ pub async fn tick(env: &Env) {
     }
 }
 
-fn post() -> worker::RequestInit {
+fn post(proof: &str) -> worker::RequestInit {
+    let headers = worker::Headers::new();
+    let _ = headers.set(TICK_PROOF_HEADER, proof);
     let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post);
+    init.with_method(worker::Method::Post).with_headers(headers);
     init
 }
 
