@@ -16,6 +16,7 @@ pub mod hex;
 pub mod html;
 pub mod ids;
 pub mod iphash;
+pub mod plan;
 pub mod policy;
 pub mod retry;
 pub mod rfm;

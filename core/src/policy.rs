@@ -16,11 +16,26 @@ pub enum SendKind {
     Test,
     /// A step of a trigger chain.
     ChainStep,
+    /// A double opt-in letter (decided by [`decide_optin`], not by [`decide`]).
+    Optin(OptinLetter),
 }
 
-/// The message about to be sent.
+impl SendKind {
+    /// The `sends.kind` column.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SendKind::Campaign => "campaign",
+            SendKind::Test => "test",
+            SendKind::ChainStep => "chain",
+            SendKind::Optin(OptinLetter::Confirmation) => "confirmation",
+            SendKind::Optin(OptinLetter::Delivery) => "delivery",
+        }
+    }
+}
+
+/// The message about to be sent, the same for every recipient.
 #[derive(Debug, Clone)]
-pub struct Outgoing<'a> {
+pub struct Mailing<'a> {
     pub kind: SendKind,
     pub purpose: &'a str,
     pub channel: Channel,
@@ -31,6 +46,8 @@ pub struct Outgoing<'a> {
     /// The campaign may go to contacts who got the same content recently (see
     /// [`Recipient::got_this_content`]).
     pub allow_resend: bool,
+    /// The SMS version of a campaign e-mail, for those who did not engage with the e-mail.
+    pub sms_fallback: bool,
 }
 
 /// The recipient, as the adapter found them just now.
@@ -42,8 +59,6 @@ pub struct Recipient<'a> {
     pub consents: &'a BTreeMap<(String, Channel), bool>,
     pub attributes: &'a BTreeMap<String, String>,
     pub on_test_list: bool,
-    /// Whether this send key was already sent (dedupe across redeliveries and campaigns).
-    pub already_sent: bool,
     /// Got a letter with the same content (another campaign, a copy) within the duplicate-content
     /// window.
     pub got_this_content: bool,
@@ -117,7 +132,10 @@ pub enum SkipReason {
     AudienceMismatch {
         attribute: String,
     },
-    AlreadySent,
+    /// An SMS fallback to someone who opened or clicked the e-mail as a person.
+    Engaged,
+    /// An SMS to a contact without a phone number.
+    NoPhone,
     /// A delivery letter for a capture that was never confirmed.
     Unconfirmed,
     /// A confirmation letter for a capture that is confirmed already.
@@ -156,7 +174,8 @@ impl SkipReason {
             SkipReason::Suppressed => "suppressed",
             SkipReason::NoConsent => "no_consent",
             SkipReason::AudienceMismatch { .. } => "audience_mismatch",
-            SkipReason::AlreadySent => "already_sent",
+            SkipReason::Engaged => "engaged",
+            SkipReason::NoPhone => "no_phone",
             SkipReason::Unconfirmed => "unconfirmed",
             SkipReason::AlreadyConfirmed => "already_confirmed",
             SkipReason::DailyLimit => "daily_limit",
@@ -177,7 +196,7 @@ impl DeferReason {
 }
 
 /// Decides one message for one recipient at `now` (unix seconds).
-pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64) -> Decision {
+pub fn decide(msg: &Mailing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64) -> Decision {
     // A test goes to the test list and nowhere else, whatever else holds.
     if msg.kind == SendKind::Test && !to.on_test_list {
         return Decision::Skip(SkipReason::NotOnTestList);
@@ -200,9 +219,6 @@ pub fn decide(msg: &Outgoing<'_>, to: &Recipient<'_>, limits: &Limits, now: u64)
                 attribute: attribute.clone(),
             });
         }
-    }
-    if to.already_sent {
-        return Decision::Skip(SkipReason::AlreadySent);
     }
     // A copy of a campaign is the same letter: once is enough, unless the marketer says otherwise.
     if msg.kind == SendKind::Campaign && to.got_this_content && !msg.allow_resend {
@@ -297,7 +313,7 @@ fn in_quiet_hours(hour: u8, (start, end): (u8, u8)) -> bool {
 }
 
 /// When the tightest exceeded cap frees a slot, if any is exceeded at `t`.
-fn cap_release(recent: &[u64], caps: &[(u64, usize)], t: u64) -> Option<u64> {
+pub(crate) fn cap_release(recent: &[u64], caps: &[(u64, usize)], t: u64) -> Option<u64> {
     let mut release = None;
     for &(window, max) in caps {
         let mut inside: Vec<u64> = recent
@@ -396,7 +412,6 @@ mod tests {
         consent: bool,
         gender: Option<&'static str>,
         on_test_list: bool,
-        already_sent: bool,
         got_this_content: bool,
         allow_resend: bool,
         recent: Vec<u64>,
@@ -414,7 +429,6 @@ mod tests {
             consent: true,
             gender: None,
             on_test_list: false,
-            already_sent: false,
             got_this_content: false,
             allow_resend: false,
             recent: vec![],
@@ -467,13 +481,6 @@ mod tests {
                 tags: female,
                 gender: Some("female"),
                 ..case("tagged letter, matching", Decision::Send)
-            },
-            Case {
-                already_sent: true,
-                ..case(
-                    "same send key twice",
-                    Decision::Skip(SkipReason::AlreadySent),
-                )
             },
             Case {
                 got_this_content: true,
@@ -598,20 +605,20 @@ mod tests {
                 .gender
                 .map(|g| [("gender".to_owned(), g.to_owned())].into())
                 .unwrap_or_default();
-            let msg = Outgoing {
+            let msg = Mailing {
                 kind: c.kind,
                 purpose: "newsletter",
                 channel: Channel::Email,
                 audience_tags: &c.tags,
                 window: c.window.as_ref(),
                 allow_resend: c.allow_resend,
+                sms_fallback: false,
             };
             let to = Recipient {
                 suppressed: c.suppressed,
                 consents: &consents,
                 attributes: &attributes,
                 on_test_list: c.on_test_list,
-                already_sent: c.already_sent,
                 got_this_content: c.got_this_content,
                 recent_sends: &c.recent,
                 utc_offset_seconds: c.offset,
@@ -672,20 +679,20 @@ mod tests {
         let mut deferred = 0;
         for i in 0..11u64 {
             let now = TUE_NOON + i * 72;
-            let msg = Outgoing {
+            let msg = Mailing {
                 kind: SendKind::ChainStep,
                 purpose: "newsletter",
                 channel: Channel::Email,
                 audience_tags: &[],
                 window: None,
                 allow_resend: false,
+                sms_fallback: false,
             };
             let to = Recipient {
                 suppressed: false,
                 consents: &consents,
                 attributes: &attributes,
                 on_test_list: false,
-                already_sent: false,
                 got_this_content: false,
                 recent_sends: &sent,
                 utc_offset_seconds: 0,
@@ -715,13 +722,14 @@ mod tests {
         .expect("valid limits");
         let consents = BTreeMap::from([(("newsletter".to_owned(), Channel::Email), true)]);
         let attributes = BTreeMap::new();
-        let msg = Outgoing {
+        let msg = Mailing {
             kind: SendKind::Campaign,
             purpose: "newsletter",
             channel: Channel::Email,
             audience_tags: &[],
             window: None,
             allow_resend: false,
+            sms_fallback: false,
         };
         // One letter two hours ago; another now?
         let recent = [TUE_NOON - 7200];
@@ -737,7 +745,6 @@ mod tests {
                 consents: &consents,
                 attributes: &attributes,
                 on_test_list: false,
-                already_sent: false,
                 got_this_content: false,
                 recent_sends: &recent,
                 utc_offset_seconds: 0,

@@ -63,6 +63,12 @@ impl KeyState {
         )
     }
 
+    /// A letter that went out or is going out: it counts against frequency caps and the
+    /// once-a-day rule of confirmation letters.
+    pub fn occupies_cap(self) -> bool {
+        matches!(self, KeyState::Sent | KeyState::Sending)
+    }
+
     /// Nothing to do for this key now: final, or being delivered by someone else.
     pub fn is_settled(self) -> bool {
         self.is_final() || self == KeyState::Sending
@@ -116,6 +122,10 @@ mod tests {
         assert_eq!(
             KeyState::sql_list(KeyState::is_final),
             "'sent', 'failed', 'skipped'"
+        );
+        assert_eq!(
+            KeyState::sql_list(KeyState::occupies_cap),
+            "'sending', 'sent'"
         );
     }
 }

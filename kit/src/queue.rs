@@ -53,7 +53,7 @@ pub fn retry(message: &RawMessage, now: u64) {
 /// Undecodable messages: retrying cannot help, but dropping would lose them silently. Retry with
 /// the longest delay so they land in the dead-letter queue for a person to look at.
 pub fn to_dead_letter(message: &RawMessage) {
-    worker::console_error!("undecodable queue message {}", message.id());
+    worker::console_error!("queue message {}: to the dead-letter queue", message.id());
     retry_after_age(message, u64::MAX);
 }
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use epistola_core::chain::{inactivity_days, leaves, step_stats_id, StepInput};
 use epistola_core::contact::utc_date;
 use epistola_core::event::{ChainChunk, SendJob, CAMPAIGN_CHUNK};
-use epistola_core::policy::SendKind;
+use epistola_core::policy::{self, SendKind};
 use epistola_core::rfm::score_all;
 use epistola_core::segment::Facts;
 use epistola_core::site::Channel;
@@ -17,8 +17,9 @@ use epistola_worker_kit::db::enqueue_batch;
 use worker::Env;
 
 use crate::bindings;
-use crate::campaign_jobs::{contact_attributes, contact_tags, deliver, Delivered, Mailing};
-use crate::doi::JobOutcome;
+use crate::campaign_jobs::{contact_attributes, contact_tags, template_audience};
+use crate::jobs::{JobError, JobOutcome, JobResult};
+use crate::pipeline::{self, Content, Delivered, Mailing, Recipient};
 use crate::store::{self, NewEvent};
 
 const RUN_LEASE_SECONDS: u64 = 900;
@@ -142,27 +143,24 @@ async fn rfm_daily(env: &Env, now: u64) -> worker::Result<u64> {
     store::record_events_and_enrol(env, &events, now).await
 }
 
-pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobOutcome {
-    match try_chunk(env, chunk, now).await {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            worker::console_error!("chain {} chunk: {e}", chunk.chain);
-            JobOutcome::Retry
-        }
-    }
-}
-
-async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<JobOutcome> {
+pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobResult {
     let Some(chain) = store::get_chain(env, &chunk.chain).await? else {
-        return Ok(JobOutcome::Done);
+        return Err(JobError::Permanent(format!(
+            "chain {} is gone",
+            chunk.chain
+        )));
     };
     // Paused: the runs stay where they are; their lease ends and a later tick picks them up.
     if chain.status != "active" {
         return Ok(JobOutcome::Done);
     }
-    let steps: Vec<StepInput> = serde_json::from_str(&chain.steps).unwrap_or_default();
+    let steps: Vec<StepInput> = serde_json::from_str(&chain.steps)
+        .map_err(|e| JobError::corrupt(format!("chain {} steps", chain.id), e))?;
     let Some(step) = steps.get(chunk.step) else {
-        return Ok(JobOutcome::Done);
+        return Err(JobError::corrupt(
+            format!("chain {}", chain.id),
+            format!("no step {}", chunk.step),
+        ));
     };
     let run_ids: Vec<String> = chunk.runs.iter().map(|(r, _)| r.clone()).collect();
     let condition = step.condition.as_ref();
@@ -206,36 +204,56 @@ async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<Jo
             .await?;
             continue;
         }
-        recipients.push((
-            contact.clone(),
-            format!("chain.{}.{}.{run}", chain.id, chunk.step + 1),
-        ));
+        recipients.push(Recipient {
+            contact: contact.clone(),
+            key: format!("chain.{}.{}.{run}", chain.id, chunk.step + 1),
+            capture: None,
+        });
         run_of_contact.insert(contact.clone(), run.clone());
     }
     if recipients.is_empty() {
         return Ok(JobOutcome::Done);
     }
+    let (Some(template), Some(site)) = (
+        store::get_template(env, &step.template).await?,
+        store::get_site(env, &chain.site_id).await?,
+    ) else {
+        return Err(JobError::Permanent(format!(
+            "chain {}: template or site is gone",
+            chain.id
+        )));
+    };
+    let audience = template_audience(&template)?;
     let stats_id = step_stats_id(&chain.id, chunk.step);
     let mailing = Mailing {
+        policy: policy::Mailing {
+            kind: SendKind::ChainStep,
+            purpose: &chain.purpose,
+            channel: Channel::Email,
+            audience_tags: &audience,
+            window: None,
+            allow_resend: true,
+            sms_fallback: false,
+        },
         stats_id: &stats_id,
         name: &chain.name,
-        kind: SendKind::ChainStep,
         site_id: &chain.site_id,
-        template_id: &step.template,
-        purpose: &chain.purpose,
-        window: None,
-        anonymous: false,
+        site: &site,
         base_url: &chunk.base_url,
-        channel: Channel::Email,
+        content: Content::Template {
+            compiled: pipeline::letters::compiled(&template)?,
+            anonymous: false,
+        },
+        fingerprint: None,
+        duplicate_window: 0,
         sms_fallback_after: None,
-        pause: store::Paused::Chain(&chain.id),
+        pause: Some(store::Paused::Chain(&chain.id)),
         paused: chain.paused_reason.is_some(),
-        allow_resend: true,
     };
-    let (outcome, results) = deliver(env, &mailing, &recipients, now).await?;
+    let report = pipeline::run(env, &mailing, &recipients, now).await?;
     let next_step = chunk.step + 1;
     for (contact, run) in run_of_contact {
-        let next = match results.get(&contact) {
+        let next = match report.results.get(&contact) {
             // Waits at this step until the deferral ends.
             Some(Delivered::Deferred { until }) => ("active", chunk.step, Some(*until), None),
             // Retried with the job: keep the run leased at this step.
@@ -247,5 +265,5 @@ async fn try_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> worker::Result<Jo
         };
         store::advance_run(env, &run, chunk.step, next, now).await?;
     }
-    Ok(outcome)
+    Ok(report.outcome)
 }

@@ -226,16 +226,3 @@ async fn open(env: &Env, helo_name: &str) -> Result<Session<WorkerSocket>, SmtpE
         .map_err(|e| SmtpError::Io(std::io::Error::other(e.to_string())))?;
     Session::open(WorkerSocket(socket), &t.config).await
 }
-
-/// Sends one message over a connection of its own (double opt-in letters come one at a time).
-pub async fn deliver(
-    env: &Env,
-    helo_name: &str,
-    envelope: &Envelope<'_>,
-    message: &[u8],
-) -> Result<(), SmtpError> {
-    let mut mailer = Mailer::default();
-    let result = mailer.deliver(env, helo_name, envelope, message).await;
-    mailer.finish().await;
-    result
-}

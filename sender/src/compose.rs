@@ -55,6 +55,50 @@ pub struct Composed {
     pub links: Vec<(u16, String)>,
 }
 
+/// What a campaign or chain template sees: `contact` (each attribute that is set, `email`, and
+/// all attributes again under `attributes`), `campaign.id`, `campaign.name` and `site.name`.
+/// Attributes that are not set are left out (undefined), so `default(...)` applies; a JSON null
+/// would render as "none".
+#[derive(Debug, Serialize)]
+pub struct LetterContext<'a> {
+    pub contact: ContactContext<'a>,
+    pub campaign: CampaignContext<'a>,
+    pub site: SiteContext<'a>,
+}
+
+#[derive(Debug)]
+pub struct ContactContext<'a> {
+    pub email: &'a str,
+    pub attributes: &'a std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CampaignContext<'a> {
+    /// The id its stats count under (campaign id, or chain step id).
+    pub id: &'a str,
+    pub name: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SiteContext<'a> {
+    pub name: &'a str,
+}
+
+impl Serialize for ContactContext<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        // `email` and `attributes` are ours: a custom field of the same name does not shadow them.
+        let own = |k: &String| k != "email" && k != "attributes";
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.attributes.iter().filter(|(k, _)| own(k)) {
+            map.serialize_entry(k, v)?;
+        }
+        map.serialize_entry("email", self.email)?;
+        map.serialize_entry("attributes", self.attributes)?;
+        map.end()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     #[error(transparent)]
@@ -259,6 +303,41 @@ mod tests {
             keys,
             now: 1_790_000_000,
         }
+    }
+
+    #[test]
+    fn the_template_context_leaves_unset_attributes_out() {
+        let attributes = std::collections::BTreeMap::from([
+            ("name".to_owned(), "Ann".to_owned()),
+            ("email".to_owned(), "planted@evil.example".to_owned()),
+        ]);
+        let ctx = LetterContext {
+            contact: ContactContext {
+                email: "ann@example.com",
+                attributes: &attributes,
+            },
+            campaign: CampaignContext {
+                id: "spring",
+                name: "Spring sale",
+            },
+            site: SiteContext { name: "Toy shop" },
+        };
+        let t = Compiled::new(&TemplateSource {
+            subject: "{{ contact.name }} {{ contact.gender | default('friend') }} {{ contact.email }}".into(),
+            html: "<p>{{ contact.attributes.email }} {{ campaign.id }} {{ campaign.name }} {{ site.name }}</p>".into(),
+            text: None,
+            sms: None,
+        })
+        .expect("compiles");
+        let parts = t.render(&ctx).expect("renders");
+        assert_eq!(parts.subject, "Ann friend ann@example.com");
+        assert!(
+            parts
+                .html
+                .contains("planted@evil.example spring Spring sale Toy shop"),
+            "{}",
+            parts.html
+        );
     }
 
     fn decode_tokens(html: &str, marker: &str) -> Vec<String> {

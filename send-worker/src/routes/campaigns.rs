@@ -133,7 +133,7 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
 /// How many contacts got this campaign's content (a copy under another campaign) within the
 /// duplicate-content window: they are skipped unless the campaign allows resending.
 async fn already_received(env: &Env, c: &CampaignRow, now: u64) -> ApiResult<serde_json::Value> {
-    let window = crate::campaign_jobs::duplicate_content_seconds(env);
+    let window = crate::pipeline::duplicate_content_seconds(env);
     let contacts = match store::get_template(env, &c.template_id).await? {
         Some(t) => {
             let fingerprint =

@@ -9,10 +9,11 @@ pub use epistola_worker_kit::db::{claim_daily, get_site, suppress};
 use epistola_worker_kit::db::{int, opt_text, rate_limit_hit, text};
 
 use crate::bindings;
-use epistola_core::sendkey::KeyState;
 
 mod optin;
+mod sends;
 pub use optin::*;
+pub use sends::*;
 
 /// One text column of every row a query returns.
 async fn strings(env: &Env, sql: &str, params: &[JsValue], column: &str) -> Result<Vec<String>> {
@@ -475,13 +476,10 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
 // ---------------------------------------------------------------------------------------------
 // Campaign sending.
 
-/// One contact as the send-time checks and the template see it.
+/// One contact as segment rules and chain conditions see it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ContactRow {
     pub id: String,
-    pub email: String,
-    pub phone: Option<String>,
-    pub status: String,
     pub name: Option<String>,
     pub gender: Option<String>,
     pub birthday: Option<String>,
@@ -489,258 +487,13 @@ pub struct ContactRow {
     pub time_zone: Option<String>,
     /// JSON object of custom fields.
     pub fields: String,
-    pub test_list: i64,
     /// JSON array of tags.
     #[serde(default)]
     pub tags: Option<String>,
 }
 
-/// What a chunk of recipients needs, read in one round trip.
-#[derive(Debug, Default)]
-pub struct ChunkFacts {
-    pub contacts: Vec<ContactRow>,
-    /// (contact, purpose, channel, action) in ledger order, for the campaign's site.
-    pub ledger: Vec<(String, String, String, String)>,
-    pub suppressed: std::collections::HashSet<String>,
-    /// send key → status.
-    pub send_status: std::collections::HashMap<String, String>,
-    /// contact → unix seconds of email sends in the cap window.
-    pub recent: std::collections::HashMap<String, Vec<u64>>,
-    /// Contacts who got a letter with this content within the duplicate-content window.
-    pub got_content: std::collections::HashSet<String>,
-}
-
-const CONTACT_COLUMNS: &str = "k.id, k.email, k.phone, k.status, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
-     k.fields, k.test_list, (SELECT json_group_array(tag) FROM contact_tags t WHERE t.contact_id = k.id) AS tags";
-
-pub async fn chunk_facts(
-    env: &Env,
-    site: &str,
-    contacts: &[String],
-    send_keys: &[String],
-    channel: &str,
-    recent_since: u64,
-    // (fingerprint, since, this campaign): who got this content from another campaign.
-    content: Option<(&str, u64, &str)>,
-) -> Result<ChunkFacts> {
-    #[derive(Deserialize)]
-    struct Ledger {
-        contact_id: String,
-        purpose: String,
-        channel: String,
-        action: String,
-    }
-    #[derive(Deserialize)]
-    struct Id {
-        contact_id: String,
-    }
-    #[derive(Deserialize)]
-    struct Status {
-        send_key: String,
-        status: String,
-    }
-    #[derive(Deserialize)]
-    struct Recent {
-        contact_id: String,
-        updated_at: i64,
-    }
-    let db = env.d1(bindings::DB)?;
-    let ids = text(&serde_json::to_string(contacts)?);
-    let keys = text(&serde_json::to_string(send_keys)?);
-    let results = db
-        .batch(vec![
-            db.prepare(format!(
-                "SELECT {CONTACT_COLUMNS} FROM contacts k WHERE k.id IN (SELECT value FROM json_each(?1))"
-            ))
-            .bind(std::slice::from_ref(&ids))?,
-            db.prepare(
-                "SELECT contact_id, purpose, channel, action FROM consent_ledger \
-                 WHERE site_id = ?2 AND contact_id IN (SELECT value FROM json_each(?1)) ORDER BY seq",
-            )
-            .bind(&[ids.clone(), text(site)])?,
-            db.prepare("SELECT contact_id FROM suppressions WHERE contact_id IN (SELECT value FROM json_each(?1))")
-                .bind(std::slice::from_ref(&ids))?,
-            db.prepare("SELECT send_key, status FROM sends WHERE send_key IN (SELECT value FROM json_each(?1))")
-                .bind(&[keys])?,
-            db.prepare(
-                "SELECT contact_id, updated_at FROM sends WHERE contact_id IN (SELECT value FROM json_each(?1)) \
-                 AND status = 'sent' AND channel = ?3 AND campaign_id IS NOT NULL AND updated_at > ?2",
-            )
-            .bind(&[ids.clone(), int(recent_since as i64), text(channel)])?,
-            // Contacts who got this content from another campaign (a copy) since then; this
-            // campaign's own letters (the e-mail before its SMS fallback) do not count.
-            db.prepare(
-                "SELECT DISTINCT contact_id FROM sends WHERE content_hash = ?2 AND status = 'sent' AND updated_at > ?3 \
-                 AND contact_id IN (SELECT value FROM json_each(?1)) AND campaign_id <> ?4",
-            )
-            .bind(&[
-                ids,
-                text(content.map_or("", |(hash, _, _)| hash)),
-                int(content.map_or(i64::MAX, |(_, since, _)| since as i64)),
-                text(content.map_or("", |(_, _, campaign)| campaign)),
-            ])?,
-        ])
-        .await?;
-    let [contacts, ledger, suppressed, statuses, recent, got_content] = results.as_slice() else {
-        return Err(worker::Error::RustError(
-            "D1 batch returned an unexpected number of results".into(),
-        ));
-    };
-    let mut facts = ChunkFacts {
-        contacts: contacts.results::<ContactRow>()?,
-        ..ChunkFacts::default()
-    };
-    facts.ledger = ledger
-        .results::<Ledger>()?
-        .into_iter()
-        .map(|l| (l.contact_id, l.purpose, l.channel, l.action))
-        .collect();
-    facts.suppressed = suppressed
-        .results::<Id>()?
-        .into_iter()
-        .map(|r| r.contact_id)
-        .collect();
-    facts.send_status = statuses
-        .results::<Status>()?
-        .into_iter()
-        .map(|s| (s.send_key, s.status))
-        .collect();
-    facts.got_content = got_content
-        .results::<Id>()?
-        .into_iter()
-        .map(|r| r.contact_id)
-        .collect();
-    for r in recent.results::<Recent>()? {
-        facts
-            .recent
-            .entry(r.contact_id)
-            .or_default()
-            .push(r.updated_at.max(0) as u64);
-    }
-    Ok(facts)
-}
-
-/// Which of these address hashes are on an imported suppression list.
-pub async fn suppressed_hashes(
-    env: &Env,
-    hashes: &[String],
-) -> Result<std::collections::HashSet<String>> {
-    let sql = "SELECT address_hash FROM address_suppressions WHERE address_hash IN (SELECT value FROM json_each(?1))";
-    let found = strings(
-        env,
-        sql,
-        &[text(&serde_json::to_string(hashes)?)],
-        "address_hash",
-    )
-    .await?;
-    Ok(found.into_iter().collect())
-}
-
-/// One campaign (or test) send outcome.
-#[derive(Debug)]
-pub struct CampaignSend<'a> {
-    pub send_key: &'a str,
-    /// `campaign` or `test`.
-    pub kind: &'a str,
-    pub contact: &'a str,
-    /// `None` for test sends, which are not campaign statistics.
-    pub campaign: Option<&'a str>,
-    pub status: &'a str,
-    pub reason: Option<&'a str>,
-    pub detail: Option<&'a str>,
-    pub due_at: Option<u64>,
-    /// `email` or `sms`.
-    pub channel: &'a str,
-    /// Fingerprint of the content (`core::campaign::content_fingerprint`), kept with a sent letter.
-    pub content_hash: Option<&'a str>,
-}
-
-fn send_params(s: &CampaignSend<'_>, now: u64) -> Vec<JsValue> {
-    vec![
-        text(s.send_key),
-        text(s.kind),
-        text(s.contact),
-        opt_text(s.campaign),
-        text(s.status),
-        opt_text(s.reason),
-        opt_text(s.detail),
-        s.due_at.map_or(JsValue::NULL, |t| int(t as i64)),
-        int(now as i64),
-        text(s.channel),
-        opt_text(s.content_hash),
-    ]
-}
-
-const INSERT_SEND: &str = "INSERT INTO sends (send_key, kind, contact_id, capture_id, campaign_id, channel, status, attempts, \
-     reason, detail, due_at, content_hash, created_at, updated_at) VALUES (?1, ?2, ?3, NULL, ?4, ?10, ?5, 1, ?6, ?7, ?8, ?11, ?9, ?9)";
-
-/// Claims a send key before delivering (status `sending`): only a new key, or one that was
-/// deferred or is retrying, can be claimed, so two consumers never deliver the same message, and a
-/// crash between delivery and record leaves `sending`, which is never delivered again.
-pub async fn claim_send(env: &Env, s: &CampaignSend<'_>, now: u64) -> Result<bool> {
-    let row = env
-        .d1(bindings::DB)?
-        .prepare(format!(
-            "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = 'sending', attempts = attempts + 1, \
-             updated_at = excluded.updated_at WHERE sends.status IN ({claimable}) RETURNING status",
-            claimable = KeyState::sql_list(KeyState::claimable)
-        ))
-        .bind(&send_params(&CampaignSend { status: "sending", ..*s }, now))?
-        .first::<String>(Some("status"))
-        .await?;
-    Ok(row.is_some())
-}
-
-/// Records an outcome. After a claim (`claimed`), the outcome replaces `sending`; otherwise (a
-/// skip or deferral decided without delivering) it never overwrites a final outcome.
-pub async fn record_campaign_send(
-    env: &Env,
-    s: &CampaignSend<'_>,
-    claimed: bool,
-    now: u64,
-) -> Result<()> {
-    // An SMS fallback waits as 'waiting' until it is due.
-    let only = if claimed {
-        KeyState::sql_list(|k| k == KeyState::Sending)
-    } else {
-        KeyState::sql_list(KeyState::claimable)
-    };
-    env.d1(bindings::DB)?
-        .prepare(format!(
-            "{INSERT_SEND} ON CONFLICT (send_key) DO UPDATE SET status = excluded.status, reason = excluded.reason, \
-             detail = excluded.detail, due_at = excluded.due_at, updated_at = excluded.updated_at, \
-             content_hash = COALESCE(excluded.content_hash, content_hash) \
-             WHERE sends.status IN ({only})"
-        ))
-        .bind(&send_params(s, now))?
-        .run()
-        .await?;
-    Ok(())
-}
-
-/// Remembers each link index's destination for per-link stats (first one wins).
-pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) -> Result<()> {
-    if links.is_empty() {
-        return Ok(());
-    }
-    if epistola_worker_kit::queue::inject_send_failure(env, &format!("links.{campaign}")) {
-        // Fault injection (tests only): a statement D1 refuses, as a real outage would.
-        env.d1(bindings::DB)?
-            .prepare("INSERT INTO fault_injection_missing_table VALUES (1)")
-            .run()
-            .await?;
-    }
-    env.d1(bindings::DB)?
-        .prepare(
-            "INSERT INTO campaign_links (campaign_id, link_index, url) \
-             SELECT ?1, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?2) WHERE true \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&[text(campaign), text(&serde_json::to_string(links)?)])?
-        .run()
-        .await?;
-    Ok(())
-}
+const CONTACT_COLUMNS: &str = "k.id, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
+     k.fields, (SELECT json_group_array(tag) FROM contact_tags t WHERE t.contact_id = k.id) AS tags";
 
 /// Scheduled campaigns whose time has come start sending; returns the campaigns now sending.
 pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow>> {
@@ -761,21 +514,6 @@ pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow
         Some(r) => r.results::<CampaignRow>(),
         None => Ok(Vec::new()),
     }
-}
-
-/// Which of these contacts opened or clicked this campaign as a person.
-pub async fn engaged(
-    env: &Env,
-    campaign: &str,
-    contacts: &[String],
-) -> Result<std::collections::HashSet<String>> {
-    let sql = "SELECT DISTINCT contact_id FROM first_seen WHERE campaign_id = ?1 AND label = 'human' AND link_index = -1 \
-               AND metric IN ('open', 'click') AND contact_id IN (SELECT value FROM json_each(?2))";
-    let params = [text(campaign), text(&serde_json::to_string(contacts)?)];
-    Ok(strings(env, sql, &params, "contact_id")
-        .await?
-        .into_iter()
-        .collect())
 }
 
 /// Contacts after `cursor` in id order, with tags (the fan-out's page).
@@ -1213,64 +951,6 @@ pub async fn birthdays(env: &Env, month_day: &str) -> Result<Vec<String>> {
         "id",
     )
     .await
-}
-
-// ---------------------------------------------------------------------------------------------
-// Per-domain throttles: hourly counters in rate_limits (key `domain:{domain}`).
-
-/// Letters sent this hour to each of these domains.
-pub async fn domain_counts(
-    env: &Env,
-    domains: &[String],
-    now: u64,
-) -> Result<std::collections::HashMap<String, u32>> {
-    #[derive(Deserialize)]
-    struct Row {
-        key: String,
-        n: u32,
-    }
-    let keys: Vec<String> = domains.iter().map(|d| format!("domain:{d}")).collect();
-    let rows = env
-        .d1(bindings::DB)?
-        .prepare("SELECT key, n FROM rate_limits WHERE window = ?2 AND key IN (SELECT value FROM json_each(?1))")
-        .bind(&[text(&serde_json::to_string(&keys)?), int((now / 3600) as i64)])?
-        .all()
-        .await?
-        .results::<Row>()?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|r| Some((r.key.strip_prefix("domain:")?.to_owned(), r.n)))
-        .collect())
-}
-
-/// Adds this chunk's letters to the hourly counters (one statement per domain).
-pub async fn add_domain_counts(
-    env: &Env,
-    sent: &std::collections::HashMap<String, u32>,
-    now: u64,
-) -> Result<()> {
-    if sent.is_empty() {
-        return Ok(());
-    }
-    let db = env.d1(bindings::DB)?;
-    let hour = now / 3600;
-    let mut statements = Vec::new();
-    for (domain, n) in sent {
-        statements.push(
-            db.prepare(
-                "INSERT INTO rate_limits (key, window, n, expires_at) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (key, window) DO UPDATE SET n = n + excluded.n",
-            )
-            .bind(&[
-                text(&format!("domain:{domain}")),
-                int(hour as i64),
-                int(i64::from(*n)),
-                int(((hour + 1) * 3600) as i64),
-            ])?,
-        );
-    }
-    db.batch(statements).await?;
-    Ok(())
 }
 
 /// Triggers of active chains.

@@ -1,7 +1,6 @@
 //! Captures and the consent ledger: double opt-in letters (their send keys), confirmation, and
 //! the preference centre.
 
-use epistola_core::sendkey::KeyState;
 use epistola_worker_kit::db::{changes, clip_user_agent, int, opt_text, text};
 use serde::Deserialize;
 use worker::{Env, Result};
@@ -12,134 +11,19 @@ use crate::bindings;
 #[derive(Debug, Deserialize)]
 pub struct CaptureForMail {
     pub contact_id: String,
-    pub email: String,
     pub site_id: String,
-    pub status: String,
     /// JSON `[[purpose, channel, text_version], …]`: what confirming grants.
     pub consents: String,
-    /// On the suppression list (unsubscribed, bounced, complained).
-    pub suppressed: i64,
 }
 
 pub async fn capture_for_mail(env: &Env, capture: &str) -> Result<Option<CaptureForMail>> {
     env.d1(bindings::DB)?
         .prepare(
-            "SELECT c.contact_id, k.email, c.site_id, c.status, json(c.consents) AS consents, \
-             EXISTS (SELECT 1 FROM suppressions s WHERE s.contact_id = c.contact_id) AS suppressed \
-             FROM captures c JOIN contacts k ON k.id = c.contact_id WHERE c.id = ?1",
+            "SELECT contact_id, site_id, json(consents) AS consents FROM captures WHERE id = ?1",
         )
         .bind(&[text(capture)])?
         .first::<CaptureForMail>(None)
         .await
-}
-
-/// A double opt-in letter's send key.
-#[derive(Debug)]
-pub struct OptinSend<'a> {
-    pub send_key: &'a str,
-    /// `confirmation` or `delivery`.
-    pub kind: &'a str,
-    pub contact: &'a str,
-    pub capture: &'a str,
-}
-
-/// What claiming a double opt-in letter's key found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OptinClaim {
-    /// Ours to deliver (now `sending`).
-    Claimed,
-    /// Already final or in flight elsewhere.
-    Settled,
-    /// Another letter of this kind went to this address within `per_day_window`: nothing claimed.
-    DailyLimit,
-}
-
-/// Claims a double opt-in letter's key (new, or `retrying`), unless — with `per_day_window` —
-/// another letter of the same kind to the same contact (one contact per address) was sent or is
-/// being sent within that many seconds. The check and the claim are one statement, so concurrent
-/// consumers cannot both pass it.
-pub async fn claim_optin_send(
-    env: &Env,
-    s: &OptinSend<'_>,
-    per_day_window: Option<u64>,
-    now: u64,
-) -> Result<OptinClaim> {
-    let db = env.d1(bindings::DB)?;
-    let live = KeyState::sql_list(|k| k == KeyState::Sent || k == KeyState::Sending);
-    let claimable = KeyState::sql_list(KeyState::claimable);
-    let args = [
-        text(s.send_key),
-        text(s.kind),
-        text(s.contact),
-        text(s.capture),
-        int(now as i64),
-        int(per_day_window.map_or(-1, |w| w as i64)),
-    ];
-    let results = db
-        .batch(vec![
-            db.prepare(format!(
-                "INSERT INTO sends (send_key, kind, contact_id, capture_id, status, attempts, created_at, updated_at) \
-                 SELECT ?1, ?2, ?3, ?4, 'sending', 1, ?5, ?5 \
-                 WHERE ?6 < 0 OR NOT EXISTS (SELECT 1 FROM sends WHERE contact_id = ?3 AND kind = ?2 \
-                   AND send_key <> ?1 AND status IN ({live}) AND created_at > ?5 - ?6) \
-                 ON CONFLICT (send_key) DO UPDATE SET status = 'sending', attempts = attempts + 1, \
-                 updated_at = excluded.updated_at WHERE sends.status IN ({claimable}) RETURNING status"
-            ))
-            .bind(&args)?,
-            db.prepare("SELECT status FROM sends WHERE send_key = ?1").bind(&args[..1])?,
-        ])
-        .await?;
-    #[derive(Deserialize)]
-    struct Row {
-        #[allow(dead_code)]
-        status: String,
-    }
-    let claimed = match results.first() {
-        Some(r) => !r.results::<Row>()?.is_empty(),
-        None => false,
-    };
-    let exists = match results.get(1) {
-        Some(r) => !r.results::<Row>()?.is_empty(),
-        None => false,
-    };
-    Ok(match (claimed, exists) {
-        (true, _) => OptinClaim::Claimed,
-        (false, true) => OptinClaim::Settled,
-        (false, false) => OptinClaim::DailyLimit,
-    })
-}
-
-/// Records a double opt-in letter's outcome: after a claim it replaces `sending`; a skip decided
-/// without a claim is recorded only where the key is new or still claimable.
-pub async fn record_optin_send(
-    env: &Env,
-    s: &OptinSend<'_>,
-    status: KeyState,
-    reason: Option<&str>,
-    detail: Option<&str>,
-    now: u64,
-) -> Result<()> {
-    let replaceable = KeyState::sql_list(|k| k == KeyState::Sending || k.claimable());
-    env.d1(bindings::DB)?
-        .prepare(format!(
-            "INSERT INTO sends (send_key, kind, contact_id, capture_id, status, attempts, reason, detail, created_at, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7, ?8, ?8) ON CONFLICT (send_key) DO UPDATE SET \
-             status = excluded.status, reason = excluded.reason, detail = excluded.detail, updated_at = excluded.updated_at \
-             WHERE sends.status IN ({replaceable})"
-        ))
-        .bind(&[
-            text(s.send_key),
-            text(s.kind),
-            text(s.contact),
-            text(s.capture),
-            text(status.as_str()),
-            opt_text(reason),
-            opt_text(detail),
-            int(now as i64),
-        ])?
-        .run()
-        .await?;
-    Ok(())
 }
 
 /// What a pending capture asks for, as the confirmation page shows it.

@@ -1,0 +1,195 @@
+//! Delivering claimed messages and recording what happened. Who is at fault decides: only a
+//! recipient-level permanent refusal is a bounce (recorded, the address suppressed); a relay,
+//! account or configuration failure stops this chunk's attempts (the rest wait as `retrying`),
+//! pauses the mailing with the reason and suppresses no one. Outcomes are written in bulk, every
+//! [`FLUSH_EVERY`] letters and at the end.
+
+use std::collections::HashMap;
+
+use epistola_core::sendkey::KeyState;
+use epistola_core::site::Channel;
+use epistola_sender::sms::SmsOutcome;
+use epistola_sender::smtp::{Envelope, Failure};
+use worker::Env;
+
+use super::letters::{host_of, Message};
+use super::{outcome, recipient, Delivered, Mailing, Ready, Report};
+use crate::jobs::{JobError, JobOutcome};
+use crate::store::{self, KeyColumns, OutcomeRow};
+use crate::{mailer, sms};
+
+/// A letter left `retrying` is queued again by the tick after this long, if the queue's own
+/// retries have not delivered it by then (they may have been exhausted): nothing is lost.
+pub const RETRY_REQUEUE_SECONDS: u64 = 600;
+/// Outcomes buffered before they are written.
+const FLUSH_EVERY: usize = 50;
+
+/// The delivery side of one run: the SMTP session, buffered outcomes, and whether the transport
+/// is down.
+pub struct Delivery<'r, 'a> {
+    m: &'r Mailing<'a>,
+    cols: KeyColumns<'r>,
+    now: u64,
+    mailer: mailer::Mailer,
+    /// The first transport failure's summary: nothing more is attempted in this run.
+    transport_down: Option<String>,
+    delivered_any: bool,
+    after_claim: Vec<OutcomeRow>,
+    /// Rows that are not outcomes of a claim (a waiting SMS fallback).
+    decided: Vec<OutcomeRow>,
+}
+
+impl<'r, 'a> Delivery<'r, 'a> {
+    pub fn new(m: &'r Mailing<'a>, cols: KeyColumns<'r>, now: u64) -> Self {
+        Delivery {
+            m,
+            cols,
+            now,
+            mailer: mailer::Mailer::default(),
+            transport_down: None,
+            delivered_any: false,
+            after_claim: Vec::new(),
+            decided: Vec::new(),
+        }
+    }
+
+    /// Delivers claimed messages in order; `unused` collects domain slots no letter used.
+    pub(super) async fn deliver(
+        &mut self,
+        env: &Env,
+        mine: Vec<Ready>,
+        report: &mut Report,
+        unused: &mut HashMap<String, u32>,
+    ) -> Result<(), JobError> {
+        let (m, now) = (self.m, self.now);
+        for r in mine {
+            let to = recipient(&r.to);
+            let (status, reason, detail) = match (&self.transport_down, &r.message) {
+                (Some(_), _) => (KeyState::Retrying, Some("transport"), None),
+                (None, Message::Email { mime, .. }) => {
+                    let envelope = Envelope {
+                        from: &m.site.from_email,
+                        to: &r.to.email,
+                    };
+                    match self
+                        .mailer
+                        .deliver(env, host_of(m.base_url), &envelope, mime)
+                        .await
+                    {
+                        Ok(()) => (KeyState::Sent, None, None),
+                        Err(e) => match e.failure() {
+                            Failure::Bounce => {
+                                worker::console_error!(
+                                    "{}: permanent failure: {}",
+                                    m.stats_id,
+                                    e.summary()
+                                );
+                                store::suppress(env, &r.to.contact, "bounced", m.stats_id, now)
+                                    .await?;
+                                (KeyState::Failed, Some("bounced"), Some(e.to_string()))
+                            }
+                            Failure::TryLater => {
+                                worker::console_warn!(
+                                    "{}: {}; will retry",
+                                    m.stats_id,
+                                    e.summary()
+                                );
+                                (KeyState::Retrying, None, Some(e.to_string()))
+                            }
+                            Failure::Transport => {
+                                self.transport_down = Some(e.summary());
+                                (KeyState::Retrying, Some("transport"), Some(e.to_string()))
+                            }
+                        },
+                    }
+                }
+                (None, Message::Sms(text)) => {
+                    let phone = r.to.phone.as_deref().unwrap_or_default();
+                    match sms::send(env, phone, text).await {
+                        (SmsOutcome::Accepted, _) => (KeyState::Sent, None, None),
+                        (SmsOutcome::Transient, detail) => (KeyState::Retrying, None, detail),
+                        (SmsOutcome::Transport, detail) => {
+                            self.transport_down = Some(
+                                detail
+                                    .clone()
+                                    .unwrap_or_else(|| "SMS provider failed".into()),
+                            );
+                            (KeyState::Retrying, Some("transport"), detail)
+                        }
+                        (SmsOutcome::Permanent, detail) => {
+                            (KeyState::Failed, Some("sms_refused"), detail)
+                        }
+                    }
+                }
+            };
+            let due = (status == KeyState::Retrying).then_some(now + RETRY_REQUEUE_SECONDS);
+            let mut row = outcome(&to, m, status, reason, detail.as_deref(), due);
+            let delivered = match status {
+                KeyState::Sent => {
+                    row.content_hash = m.fingerprint.clone();
+                    self.delivered_any = true;
+                    report.sent += 1;
+                    if let Some(after) = m.sms_fallback_after {
+                        // Checked when due: no human open or click by then → the SMS version.
+                        self.decided.push(OutcomeRow {
+                            key: sms_fallback_key(m.stats_id, &r.to.contact),
+                            status: KeyState::Waiting,
+                            reason: None,
+                            detail: None,
+                            due_at: Some(now + after),
+                            channel: Channel::Sms.as_str().to_owned(),
+                            content_hash: None,
+                            ..row.clone()
+                        });
+                    }
+                    Delivered::Sent
+                }
+                KeyState::Retrying => {
+                    report.outcome = JobOutcome::Retry;
+                    Delivered::Retrying
+                }
+                _ => Delivered::Failed,
+            };
+            if status != KeyState::Sent {
+                if let Some(d) = &r.domain {
+                    *unused.entry(d.clone()).or_default() += 1;
+                }
+            }
+            report.results.insert(r.to.contact.clone(), delivered);
+            self.after_claim.push(row);
+            if self.after_claim.len() >= FLUSH_EVERY {
+                self.flush(env).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self, env: &Env) -> Result<(), JobError> {
+        store::record(env, self.cols, &self.after_claim, &self.decided, self.now).await?;
+        self.after_claim.clear();
+        self.decided.clear();
+        Ok(())
+    }
+
+    /// Writes what is buffered, closes the session, and pauses or resumes the mailing.
+    pub async fn finish(mut self, env: &Env, report: &mut Report) -> Result<(), JobError> {
+        self.mailer.finish().await;
+        self.flush(env).await?;
+        let Some(pause) = self.m.pause else {
+            return Ok(());
+        };
+        if let Some(reason) = &self.transport_down {
+            worker::console_error!("{}: transport failure ({reason}); paused", self.m.stats_id);
+            store::pause_sending(env, pause, reason, self.now).await?;
+            report.outcome = JobOutcome::Retry;
+        } else if self.delivered_any && self.m.paused {
+            store::resume_sending(env, pause).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The send key of a campaign's SMS fallback to a contact.
+pub fn sms_fallback_key(campaign: &str, contact: &str) -> String {
+    format!("sms.{campaign}.{contact}")
+}
