@@ -247,7 +247,7 @@ pub async fn consent_entries(
 
 /// Claims a periodic job's run for `period` (a day, or an hour for hourly jobs); false if it
 /// already ran for that period. Concurrent crons run it once.
-pub async fn claim_daily(env: &Env, name: &str, period: &str) -> Result<bool> {
+pub async fn claim_period(env: &Env, name: &str, period: &str) -> Result<bool> {
     let row = env
         .d1(bindings::DB)?
         .prepare(

@@ -12,13 +12,12 @@ use epistola_core::policy::{self, SendKind};
 use epistola_core::segment::{self, Facts, Rule};
 use epistola_core::site::Channel;
 use epistola_worker_kit::db::enqueue_batch;
-use serde_json::json;
 use worker::Env;
 
+use crate::bindings;
 use crate::jobs::{JobError, JobOutcome, JobResult};
 use crate::pipeline::{self, sms_fallback_key, Content, Mailing, Recipient};
 use crate::store::{self, CampaignRow, ContactRow, TemplateRow};
-use crate::{bindings, config};
 
 /// Contacts read per fan-out page, and pages per tick (bounded work per cron run).
 const PAGE: usize = 1000;
@@ -53,27 +52,42 @@ pub fn contact_tags(c: &ContactRow) -> BTreeSet<String> {
 // ---------------------------------------------------------------------------------------------
 // Tick: fan-out and deferred sends.
 
-/// Called by the edge worker's cron (through the service binding). Returns what it queued.
-pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
-    let mut queued = 0usize;
-    let mut read = 0usize;
-    // D1 write statements issued for fan-out: one to start due campaigns, one per page.
-    let mut writes = 1usize;
-    let mut finished = Vec::new();
+/// What the campaign part of a tick did.
+#[derive(Debug, Default)]
+pub struct CampaignTick {
+    /// Contacts queued (in their campaign's segment).
+    pub queued: usize,
+    /// Contacts read (fan-out pages).
+    pub contacts_read: usize,
+    /// D1 write statements issued for fan-out: one to start due campaigns, one per page.
+    pub fanout_writes: usize,
+    /// Campaigns whose fan-out finished.
+    pub finished: Vec<String>,
+    /// Deferred, retrying and waiting letters queued again.
+    pub requeued: usize,
+}
+
+/// Starts campaigns that are due, fans out their audiences a bounded number of pages at a time,
+/// and queues again the campaign letters whose deferral (or retry) is due.
+pub async fn tick(env: &Env, now: u64) -> worker::Result<CampaignTick> {
+    let mut report = CampaignTick {
+        fanout_writes: 1,
+        ..CampaignTick::default()
+    };
     for campaign in store::campaigns_to_fan_out(env, now).await? {
         let page = fan_out(env, &campaign, now).await?;
-        queued += page.queued;
-        read += page.read;
-        writes += page.writes;
+        report.queued += page.queued;
+        report.contacts_read += page.read;
+        report.fanout_writes += page.writes;
         if page.done {
-            finished.push(campaign.id.clone());
+            report.finished.push(campaign.id.clone());
         }
     }
     let due = store::due_deferred(env, now, DEFERRED_LEASE_SECONDS).await?;
     let mut by_campaign: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
     for d in &due {
         by_campaign
-            .entry((d.campaign_id.clone(), d.channel == "sms"))
+            .entry((d.campaign_id.clone(), d.channel == Channel::Sms.as_str()))
             .or_default()
             .push(d.contact_id.clone());
     }
@@ -94,33 +108,8 @@ pub async fn tick(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
         }
     }
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
-    let (chain_runs_due, birthdays) = crate::chain_jobs::tick(env, now).await?;
-    let (webhooks_delivered, webhook_failures) = crate::webhooks_out::deliver_due(env, now).await?;
-    let expired = expire_unconfirmed(env, now).await?;
-    Ok(json!({
-        "queued": queued, "contacts_read": read, "fanout_write_statements": writes,
-        "requeued_deferred": due.len(), "finished": finished,
-        "chain_runs_due": chain_runs_due, "birthday_runs": birthdays,
-        "webhooks_delivered": webhooks_delivered, "webhook_failures": webhook_failures,
-        "expired_captures": expired.captures, "expired_contacts": expired.contacts,
-    }))
-}
-
-/// Var: days an unconfirmed sign-up is kept (default 30).
-pub const PENDING_RETENTION_DAYS: &str = "PENDING_RETENTION_DAYS";
-const DEFAULT_PENDING_RETENTION_DAYS: u64 = 30;
-
-/// Once a day: sign-ups never confirmed within the retention period are deleted (the capture with
-/// what it carried, and a contact that only it created).
-async fn expire_unconfirmed(env: &Env, now: u64) -> worker::Result<store::Expired> {
-    let Some((day, _)) = epistola_core::contact::utc_date(now) else {
-        return Ok(store::Expired::default());
-    };
-    if !store::claim_daily(env, "pending-retention", &day).await? {
-        return Ok(store::Expired::default());
-    }
-    let days = config::number(env, PENDING_RETENTION_DAYS, DEFAULT_PENDING_RETENTION_DAYS);
-    store::delete_unconfirmed(env, now.saturating_sub(days * 86_400)).await
+    report.requeued = due.len();
+    Ok(report)
 }
 
 /// Schedules up to PAGES_PER_TICK pages of a sending campaign's audience. Segment rules are

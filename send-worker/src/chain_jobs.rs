@@ -1,16 +1,13 @@
-//! Trigger chains at send time: the tick finds runs whose step is due (and once a day turns
-//! birthdays, inactivity and churn risk into events, and scores buyers by RFM); each chunk checks
-//! the step's condition, sends the step's message through the same guardrails as campaigns (send
-//! key per run and step), and moves the run on. A deferred message keeps the run at its step until
+//! Trigger chains at send time: the tick queues runs whose step is due; each chunk checks the
+//! step's condition, sends the step's message through the sending pipeline (send key per run and
+//! step), and moves the run on. A deferred message keeps the run at its step until
 //! the deferral ends.
 
 use std::collections::BTreeMap;
 
-use epistola_core::chain::{inactivity_days, leaves, step_stats_id, StepInput};
-use epistola_core::contact::utc_date;
+use epistola_core::chain::{leaves, step_stats_id, StepInput};
 use epistola_core::event::{ChainChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::policy::{self, SendKind};
-use epistola_core::rfm::score_all;
 use epistola_core::segment::Facts;
 use epistola_core::site::Channel;
 use epistola_worker_kit::db::enqueue_batch;
@@ -20,14 +17,13 @@ use crate::bindings;
 use crate::campaign_jobs::{contact_attributes, contact_tags, template_audience};
 use crate::jobs::{JobError, JobOutcome, JobResult};
 use crate::pipeline::{self, Content, Delivered, Mailing, Recipient};
-use crate::store::{self, NewEvent};
+use crate::store::{self};
 
 const RUN_LEASE_SECONDS: u64 = 900;
 
-/// Queues chunks for chain runs that are due; once a day, records birthdays as events.
-pub async fn tick(env: &Env, now: u64) -> worker::Result<(usize, u64)> {
-    let births =
-        birthdays(env, now).await? + inactivity(env, now).await? + rfm_daily(env, now).await?;
+/// Queues chunks for chain runs whose step is due (leased, so the next tick does not queue them
+/// again while they are in flight). Returns how many runs.
+pub async fn tick(env: &Env, now: u64) -> worker::Result<usize> {
     let due = store::due_chain_runs(env, now, RUN_LEASE_SECONDS).await?;
     let mut groups: BTreeMap<(String, usize), Vec<(String, String)>> = BTreeMap::new();
     for r in &due {
@@ -52,95 +48,7 @@ pub async fn tick(env: &Env, now: u64) -> worker::Result<(usize, u64)> {
         }
     }
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
-    Ok((due.len(), births))
-}
-
-/// Once a day (UTC): a `birthday` event for every contact born on this day.
-async fn birthdays(env: &Env, now: u64) -> worker::Result<u64> {
-    let Some((day, month_day)) = utc_date(now) else {
-        return Ok(0);
-    };
-    if !store::claim_daily(env, "birthdays", &day).await? {
-        return Ok(0);
-    }
-    let events: Vec<NewEvent> = store::birthdays(env, &month_day)
-        .await?
-        .into_iter()
-        .map(|contact| NewEvent {
-            id: format!("birthday.{day}.{contact}"),
-            contact_id: contact,
-            kind: "birthday".into(),
-            at: now,
-            data: "{}".into(),
-        })
-        .collect();
-    store::record_events_and_enrol(env, &events, now).await
-}
-
-/// Once a day per `inactive.{N}d` trigger of an active chain: an event for every contact with no
-/// human open or click in N days. The event id names the contact's last activity, so one quiet
-/// spell enrols once, and a contact who comes back and goes quiet again can be won back again.
-async fn inactivity(env: &Env, now: u64) -> worker::Result<u64> {
-    let Some((day, _)) = utc_date(now) else {
-        return Ok(0);
-    };
-    let mut enrolled = 0;
-    for trigger in store::active_chain_triggers(env).await? {
-        let Some(days) = inactivity_days(&trigger) else {
-            continue;
-        };
-        if !store::claim_daily(env, &format!("inactivity:{trigger}"), &day).await? {
-            continue;
-        }
-        let since = now.saturating_sub(u64::from(days) * 86_400);
-        let events: Vec<NewEvent> = store::inactive_contacts(env, since)
-            .await?
-            .into_iter()
-            .map(|(contact, last)| NewEvent {
-                id: format!("{trigger}.{contact}.{last}"),
-                contact_id: contact,
-                kind: trigger.clone(),
-                at: now,
-                data: serde_json::json!({ "last_activity": last }).to_string(),
-            })
-            .collect();
-        enrolled += store::record_events_and_enrol(env, &events, now).await?;
-    }
-    Ok(enrolled)
-}
-
-/// Once a day: RFM scores for every buyer (`core::rfm`), stored for segment rules and caps, and a
-/// `churn.risk` event for each repeat buyer whose rhythm has stopped. The event id names the last
-/// order, so one quiet spell enrols a win-back chain once.
-async fn rfm_daily(env: &Env, now: u64) -> worker::Result<u64> {
-    let Some((day, _)) = utc_date(now) else {
-        return Ok(0);
-    };
-    if !store::claim_daily(env, "rfm", &day).await? {
-        return Ok(0);
-    }
-    let buyers = store::purchase_history(env).await?;
-    let scores = score_all(&buyers, now);
-    store::save_rfm(env, &scores, &buyers, now).await?;
-    let events: Vec<NewEvent> = scores
-        .iter()
-        .zip(&buyers)
-        .filter(|(s, _)| s.churn_risk)
-        .map(|(s, b)| NewEvent {
-            id: format!("churn.risk.{}.{}", s.contact, b.last_at),
-            contact_id: s.contact.clone(),
-            kind: "churn.risk".into(),
-            at: now,
-            data: serde_json::json!({ "last_order_at": b.last_at, "orders": b.orders, "segment": s.segment })
-                .to_string(),
-        })
-        .collect();
-    worker::console_log!(
-        "rfm: scored {} buyers, {} at churn risk",
-        scores.len(),
-        events.len()
-    );
-    store::record_events_and_enrol(env, &events, now).await
+    Ok(due.len())
 }
 
 pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobResult {

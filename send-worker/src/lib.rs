@@ -8,6 +8,7 @@ use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result}
 mod campaign_jobs;
 mod chain_jobs;
 mod consumer;
+mod daily;
 mod doi;
 mod jobs;
 mod mailer;
@@ -15,7 +16,8 @@ mod pipeline;
 mod routes;
 mod sms;
 mod store;
-mod webhooks_out;
+mod tick;
+mod webhook_outbox;
 
 use epistola_worker_kit::{bindings, config, http, random};
 

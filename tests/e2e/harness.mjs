@@ -114,7 +114,6 @@ ${storage}
 queue = "epistola-sends"
 max_batch_size = 10
 max_batch_timeout = 1
-max_concurrency = 1
 max_retries = 5
 dead_letter_queue = "epistola-sends-dlq"
 `],

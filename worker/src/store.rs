@@ -10,7 +10,7 @@ pub use epistola_worker_kit::db::{
     campaign_rollups, enqueue, get_site, put_site, site_origins, suppress,
 };
 use epistola_worker_kit::db::{
-    changes, claim_daily, clip_user_agent, conversion_statements, int, opt_text, rate_limit_hit,
+    changes, claim_period, clip_user_agent, conversion_statements, int, opt_text, rate_limit_hit,
     text, MAX_BOUND_PARAMS,
 };
 
@@ -211,7 +211,7 @@ clicks_privacy_proxy, clicks_scanner, unsubscribes, conversions, sent";
 /// Raw events deleted per maintenance run at most: a run stays short; a backlog clears over hours.
 const PRUNE_BATCH: u32 = 50_000;
 
-/// Once an hour (claimed with `claim_daily` for the hour, so concurrent crons run it once): folds series hours
+/// Once an hour (claimed with `claim_period` for the hour: concurrent crons run it once): folds series hours
 /// older than `hourly_hours` into their day (counts unchanged, fewer rows), and deletes raw events
 /// and finished webhook deliveries older than `retention_days`. Counters are never pruned.
 pub async fn maintain(
@@ -221,7 +221,7 @@ pub async fn maintain(
     retention_days: u64,
 ) -> Result<Maintenance> {
     let hour = now / 3600;
-    if !claim_daily(env, "maintenance", &hour.to_string()).await? {
+    if !claim_period(env, "maintenance", &hour.to_string()).await? {
         return Ok(Maintenance::default());
     }
     let db = env.d1(bindings::DB)?;

@@ -11,10 +11,10 @@ mod campaigns;
 mod chains;
 mod contacts;
 mod dashboard;
-mod hooks;
+mod mailgun_feedback;
 mod optin;
 mod templates;
-mod webhooks;
+mod webhook_endpoints;
 
 pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
     let path = req.path();
@@ -28,7 +28,7 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             if config::verify_token(env, &proof, Purpose::InternalTick, now).is_err() {
                 return ApiError::new(401, "unauthorized", "no valid tick proof").into_response();
             }
-            match crate::campaign_jobs::tick(env, now).await {
+            match crate::tick::run(env, now).await {
                 Ok(report) => http::json(200, &report),
                 Err(e) => ApiError::internal("tick", e).into_response(),
             }
@@ -99,14 +99,18 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         (["v1", "events"], Method::Post) => respond(chains::post_events(req, env, now).await),
         (["v1", "events"], _) => http::method_not_allowed("POST"),
         (["v1", "webhooks", "mailgun"], Method::Post) => {
-            respond(webhooks::mailgun(req, env, now).await)
+            respond(mailgun_feedback::mailgun(req, env, now).await)
         }
         (["v1", "webhooks", "mailgun"], _) => http::method_not_allowed("POST"),
-        (["v1", "webhook-endpoints"], Method::Post) => respond(hooks::create(req, env, now).await),
-        (["v1", "webhook-endpoints"], Method::Get) => respond(hooks::list(&req, env).await),
+        (["v1", "webhook-endpoints"], Method::Post) => {
+            respond(webhook_endpoints::create(req, env, now).await)
+        }
+        (["v1", "webhook-endpoints"], Method::Get) => {
+            respond(webhook_endpoints::list(&req, env).await)
+        }
         (["v1", "webhook-endpoints"], _) => http::method_not_allowed("GET, POST"),
         (["v1", "webhook-endpoints", id], Method::Delete) => {
-            respond(hooks::disable(&req, env, id, now).await)
+            respond(webhook_endpoints::disable(&req, env, id, now).await)
         }
         (["v1", "webhook-endpoints", _], _) => http::method_not_allowed("DELETE"),
         _ => ApiError::new(404, "not_found", "no such route").into_response(),

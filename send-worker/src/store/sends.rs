@@ -416,3 +416,40 @@ pub async fn register_links(env: &Env, campaign: &str, links: &[(u16, String)]) 
         .await?;
     Ok(())
 }
+
+/// A deferred send (or a waiting SMS fallback) whose time has come.
+#[derive(Debug, Deserialize)]
+pub struct DueSend {
+    pub campaign_id: String,
+    pub contact_id: String,
+    pub channel: String,
+}
+
+/// Deferred sends that are due, leased for `lease` seconds so the next tick does not queue them
+/// again while they are in flight. Also gives up on sends left `sending` by a crash long ago:
+/// their outcome is unknown, and sending again could double them.
+pub async fn due_deferred(env: &Env, now: u64, lease: u64) -> Result<Vec<DueSend>> {
+    let db = env.d1(bindings::DB)?;
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "UPDATE sends SET status = 'failed', reason = 'outcome_unknown', updated_at = ?1 \
+                 WHERE status = 'sending' AND updated_at < ?1 - 900",
+            )
+            .bind(&[int(now as i64)])?,
+            // Campaign letters only: chain steps wait on their runs, which the chain tick picks up.
+            db.prepare(format!(
+                "UPDATE sends SET due_at = ?1 + ?2 WHERE send_key IN (SELECT send_key FROM sends \
+                 WHERE status IN ({claimable}) AND due_at <= ?1 AND kind = 'campaign' \
+                 AND campaign_id IN (SELECT id FROM campaigns) LIMIT 1000) \
+                 RETURNING campaign_id, contact_id, channel",
+                claimable = KeyState::sql_list(KeyState::claimable)
+            ))
+            .bind(&[int(now as i64), int(lease as i64)])?,
+        ])
+        .await?;
+    match results.last() {
+        Some(r) => r.results::<DueSend>(),
+        None => Ok(Vec::new()),
+    }
+}
