@@ -5,6 +5,7 @@
 #   3. campaign letters (render + rewrite + MIME), native and wasm, vs lol_html alone
 #   4. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
 #   5. campaign fan-out of 100,000 contacts: D1 write statements per contact scheduled
+#   5b. sending 100,000 letters end to end into a counting SMTP sink vs a plain SMTP client (smtplib)
 #   6. stats reads for a campaign of 1,000,000 events vs one of 1,000: D1 rows read and latency
 #   7. a bounded load test of pixel, click and capture with a count check after the queue drains
 #   8. the release workers' wasm sizes (gzip)
@@ -21,6 +22,7 @@ node bench/wasm-tokens.mjs
 echo; echo "== campaign letters, native"; cargo bench -p epistola-sender --bench compose --locked 2>/dev/null
 echo; echo "== campaign letters, wasm"; node bench/wasm-compose.mjs
 echo; echo "== campaign fan-out"; node bench/fanout.mjs
+echo; echo "== send throughput"; node bench/send-throughput.mjs
 echo; echo "== stats at scale"; node bench/stats-scale.mjs
 echo; echo "== load, whole pipeline"; node bench/load.mjs 60
 echo; echo "== throughput"; node bench/throughput.mjs "${1:-10}"

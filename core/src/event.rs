@@ -77,7 +77,7 @@ pub struct CaptureJob {
 
 /// Recipients per campaign chunk: one queue message, and at most one D1 write statement while
 /// scheduling, per this many contacts.
-pub const CAMPAIGN_CHUNK: usize = 100;
+pub const CAMPAIGN_CHUNK: usize = 250;
 
 /// A slice of a campaign's audience. Each recipient's send key (campaign + contact, or
 /// test + campaign + contact) makes redelivery harmless.

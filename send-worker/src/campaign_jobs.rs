@@ -289,6 +289,7 @@ pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobResult 
             .and_then(|s| u64::try_from(s).ok())
             .filter(|_| !test && !chunk.sms),
         pause: Some(store::Paused::Campaign(&campaign.id)),
+        reads: 2, // the campaign and its template
         paused: campaign.paused_reason.is_some(),
     };
     let recipients: Vec<Recipient> = chunk

@@ -156,6 +156,7 @@ pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobResult {
         duplicate_window: 0,
         sms_fallback_after: None,
         pause: Some(store::Paused::Chain(&chain.id)),
+        reads: 3, // the chain, its runs at this step, the template
         paused: chain.paused_reason.is_some(),
     };
     let report = pipeline::run(env, &mailing, &recipients, now).await?;

@@ -66,6 +66,7 @@ pub async fn run(env: &Env, letter: OptinLetter, job: &CaptureJob, now: u64) -> 
         duplicate_window: 0,
         sms_fallback_after: None,
         pause: None,
+        reads: 1, // the capture
         paused: false,
     };
     let recipient = Recipient {

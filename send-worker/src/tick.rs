@@ -10,8 +10,9 @@ use crate::{campaign_jobs, chain_jobs, daily, webhook_outbox};
 /// Runs every periodic part once; returns what each did.
 pub async fn run(env: &Env, now: u64) -> worker::Result<serde_json::Value> {
     let campaigns = campaign_jobs::tick(env, now).await?;
-    let chain_runs_due = chain_jobs::tick(env, now).await?;
+    // Daily events first: a chain run they enrol with no delay is queued in this same tick.
     let daily = daily::run(env, now).await?;
+    let chain_runs_due = chain_jobs::tick(env, now).await?;
     let (webhooks_delivered, webhook_failures) = webhook_outbox::deliver_due(env, now).await?;
     Ok(json!({
         "queued": campaigns.queued, "contacts_read": campaigns.contacts_read,

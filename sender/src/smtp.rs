@@ -228,10 +228,15 @@ impl<S: SmtpStream> Conn<S> {
 
     /// Sends a command and expects a reply in `expect` (e.g. 2xx).
     async fn command(&mut self, line: &str, expect: u16, stage: Stage) -> Result<Reply, SmtpError> {
-        self.io.get_mut().write_all(line.as_bytes()).await?;
-        self.io.get_mut().write_all(b"\r\n").await?;
-        self.io.get_mut().flush().await?;
+        // One write per command: on the Workers socket every write is a round trip through JS.
+        self.write(format!("{line}\r\n").as_bytes()).await?;
         self.expect(expect, stage).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), SmtpError> {
+        self.io.get_mut().write_all(bytes).await?;
+        self.io.get_mut().flush().await?;
+        Ok(())
     }
 
     async fn expect(&mut self, expect: u16, stage: Stage) -> Result<Reply, SmtpError> {
@@ -268,6 +273,8 @@ pub struct Envelope<'a> {
 pub struct Session<S: SmtpStream> {
     conn: Conn<S>,
     usable: bool,
+    /// The server offers PIPELINING (RFC 2920): a message's envelope goes in one write.
+    pipelining: bool,
 }
 
 impl<S: SmtpStream> std::fmt::Debug for Session<S> {
@@ -285,7 +292,7 @@ impl<S: SmtpStream> Session<S> {
         };
         conn.expect(220, Stage::Greeting).await?;
         let ehlo = format!("EHLO {}", config.helo_name);
-        let caps = conn.command(&ehlo, 250, Stage::Ehlo).await?;
+        let mut caps = conn.command(&ehlo, 250, Stage::Ehlo).await?;
         if config.starttls == StartTls::Required {
             if !has_capability(&caps, "STARTTLS") {
                 return Err(SmtpError::Tls("server does not offer STARTTLS".into()));
@@ -295,14 +302,18 @@ impl<S: SmtpStream> Session<S> {
             conn = Conn {
                 io: BufReader::new(plain.upgrade_tls()?),
             };
-            conn.command(&ehlo, 250, Stage::Ehlo).await?;
+            caps = conn.command(&ehlo, 250, Stage::Ehlo).await?;
         }
         if let Some((user, password)) = &config.credentials {
             let token = STANDARD.encode(format!("\0{user}\0{password}"));
             conn.command(&format!("AUTH PLAIN {token}"), 235, Stage::Auth)
                 .await?;
         }
-        Ok(Session { conn, usable: true })
+        Ok(Session {
+            conn,
+            usable: true,
+            pipelining: has_capability(&caps, "PIPELINING"),
+        })
     }
 
     /// Whether another message can go over this session.
@@ -338,19 +349,32 @@ impl<S: SmtpStream> Session<S> {
 
     async fn transaction(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
         let conn = &mut self.conn;
-        conn.command(
-            &format!("MAIL FROM:<{}>", envelope.from),
-            250,
-            Stage::MailFrom,
-        )
-        .await?;
-        conn.command(&format!("RCPT TO:<{}>", envelope.to), 250, Stage::RcptTo)
-            .await?;
-        conn.command("DATA", 354, Stage::Data).await?;
-        let body = dot_stuff(data);
-        conn.io.get_mut().write_all(&body).await?;
-        conn.io.get_mut().write_all(b".\r\n").await?;
-        conn.io.get_mut().flush().await?;
+        let mail = format!("MAIL FROM:<{}>", envelope.from);
+        let rcpt = format!("RCPT TO:<{}>", envelope.to);
+        if self.pipelining {
+            // RFC 2920: the envelope in one write, then its three replies in order.
+            conn.write(format!("{mail}\r\n{rcpt}\r\nDATA\r\n").as_bytes())
+                .await?;
+            let mail = conn.expect(250, Stage::MailFrom).await;
+            let rcpt = conn.expect(250, Stage::RcptTo).await;
+            let data = conn.expect(354, Stage::Data).await;
+            if let Some(refused) = [mail, rcpt].into_iter().find_map(Result::err) {
+                if data.is_ok() {
+                    // DATA was accepted for a transaction that failed: end it empty.
+                    conn.write(b".\r\n").await?;
+                    let _ = conn.read_reply().await?;
+                }
+                return Err(refused);
+            }
+            data?;
+        } else {
+            conn.command(&mail, 250, Stage::MailFrom).await?;
+            conn.command(&rcpt, 250, Stage::RcptTo).await?;
+            conn.command("DATA", 354, Stage::Data).await?;
+        }
+        let mut body = dot_stuff(data);
+        body.extend_from_slice(b".\r\n");
+        conn.write(&body).await?;
         conn.expect(250, Stage::Data).await?;
         Ok(())
     }

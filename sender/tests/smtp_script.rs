@@ -89,18 +89,16 @@ async fn serve(replies: &'static [&'static str]) -> (Plain, tokio::task::JoinHan
                 break;
             }
             seen.push_str(&line);
-            if in_data {
-                if line == ".\r\n" {
-                    in_data = false;
-                } else {
-                    continue;
-                }
-            } else if line.starts_with("DATA") {
-                in_data = true;
+            if in_data && line != ".\r\n" {
+                continue; // the message, up to its final dot
             }
             match replies.next() {
                 Some(&"") => break, // drop the connection
-                Some(reply) => w.write_all(reply.as_bytes()).await.expect("write"),
+                Some(reply) => {
+                    // The message follows only a DATA the server accepted.
+                    in_data = line.starts_with("DATA") && reply.starts_with("354");
+                    w.write_all(reply.as_bytes()).await.expect("write");
+                }
                 None => break,
             }
         }
@@ -133,10 +131,6 @@ async fn one_connection_carries_several_messages_and_survives_a_refusal() {
     ])
     .await;
     let mut session = Session::open(stream, &plain()).await.expect("opens");
-    let to = |to| Envelope {
-        from: "hello@shop.example",
-        to,
-    };
     session
         .send(&to("ann@example.com"), b"Subject: 1\r\n\r\none\r\n")
         .await
@@ -168,6 +162,93 @@ async fn one_connection_carries_several_messages_and_survives_a_refusal() {
         "{seen}"
     );
     assert!(seen.ends_with("QUIT\r\n"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_pipelining_server_gets_each_envelope_in_one_write_and_refusals_keep_their_stage() {
+    let (stream, server) = serve(&[
+        "220 sink\r\n",
+        "250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+        // first message: accepted
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        // second: the recipient does not exist, DATA refused for want of recipients, then RSET
+        "250 ok\r\n",
+        "550 5.1.1 no such user\r\n",
+        "554 5.5.1 no valid recipients\r\n",
+        "250 reset\r\n",
+        // third: the sender is refused, and DATA (wrongly) accepted: the client ends it empty
+        "550 5.7.1 sender rejected\r\n",
+        "503 5.5.1 sender first\r\n",
+        "354 go\r\n",
+        "554 no transaction\r\n",
+        "250 reset\r\n",
+        // fourth: accepted on the same connection
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "221 bye\r\n",
+    ])
+    .await;
+    let mut session = Session::open(stream, &plain()).await.expect("opens");
+    session
+        .send(&to("ann@example.com"), b"Subject: 1\r\n\r\none\r\n")
+        .await
+        .expect("first");
+    let bounced = session
+        .send(&to("nobody@example.com"), b"Subject: 2\r\n\r\ntwo\r\n")
+        .await
+        .expect_err("no such user");
+    assert_eq!(bounced.failure(), Failure::Bounce, "{bounced:?}");
+    let sender = session
+        .send(&to("cy@example.com"), b"Subject: 3\r\n\r\nthree\r\n")
+        .await
+        .expect_err("sender rejected");
+    assert!(
+        matches!(
+            sender,
+            SmtpError::Permanent {
+                code: 550,
+                stage: Stage::MailFrom,
+                ..
+            }
+        ),
+        "{sender:?}"
+    );
+    assert_eq!(
+        sender.failure(),
+        Failure::Transport,
+        "not the recipient's fault"
+    );
+    assert!(session.is_usable());
+    session
+        .send(&to("bo@example.com"), b"Subject: 4\r\n\r\nfour\r\n")
+        .await
+        .expect("fourth");
+    session.quit().await;
+    let seen = server.await.expect("server task");
+    assert!(
+        seen.contains(
+            "MAIL FROM:<hello@shop.example>\r\nRCPT TO:<ann@example.com>\r\nDATA\r\nSubject: 1\r\n"
+        ),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("RCPT TO:<cy@example.com>\r\nDATA\r\n.\r\nRSET\r\n"),
+        "an accepted DATA of a failed transaction is ended empty: {seen}"
+    );
+    assert_eq!(seen.matches("Subject: ").count(), 2, "{seen}");
+}
+
+/// An envelope from the shop to `to`.
+fn to(to: &str) -> Envelope<'_> {
+    Envelope {
+        from: "hello@shop.example",
+        to,
+    }
 }
 
 fn plain() -> SmtpConfig {

@@ -49,12 +49,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Starts a worker. Options: `vars` (extra wrangler vars, e.g. fault switches), `withoutSecrets`
- * (secret names left unset, to test a misconfiguration), `senderFirst` (the sending worker answers
+ * (secret names left unset, to test a misconfiguration), `inspectorPort` (DevTools, for profiling), `senderFirst` (the sending worker answers
  * on the port instead of the edge, to test what only the service binding should reach). `GET /__scheduled`
  * runs the cron handler (wrangler's --test-scheduled).
  * Returns { url, tokens: {full, statsOnly, revoked}, d1(sql), stop() }.
  */
-export async function startWorker({ vars = {}, logLevel = 'warn', withoutSecrets = [], senderFirst = false } = {}) {
+export async function startWorker({ vars = {}, logLevel = 'warn', withoutSecrets = [], senderFirst = false, inspectorPort = 0 } = {}) {
   const shim = join(ROOT, 'worker/build/worker/shim.mjs');
   const senderShim = join(ROOT, 'send-worker/build/worker/shim.mjs');
   for (const f of [shim, senderShim]) {
@@ -167,7 +167,7 @@ dead_letter_queue = "epistola-sends-dlq"
   const log = [];
   const child = spawn(
     WRANGLER,
-    ['dev', '--local', ...(senderFirst ? ['--config', senderConfig, '--persist-to', persist, '--config', config] : [...common, '--config', senderConfig]), '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', '0',
+    ['dev', '--local', ...(senderFirst ? ['--config', senderConfig, '--persist-to', persist, '--config', config] : [...common, '--config', senderConfig]), '--ip', '127.0.0.1', '--port', String(port), '--inspector-port', String(inspectorPort),
       '--show-interactive-dev-session=false', '--log-level', logLevel, '--test-scheduled'],
     { env: ENV, cwd: dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
   );

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 
 use epistola_core::sendkey::KeyState;
 use epistola_core::site::Channel;
+use epistola_core::token::Keyring;
 use epistola_sender::sms::SmsOutcome;
 use epistola_sender::smtp::{Envelope, Failure};
 use worker::Env;
 
-use super::letters::{host_of, Message};
+use super::letters::{host_of, message_for, Message};
 use super::{outcome, recipient, Delivered, Mailing, Ready, Report};
 use crate::jobs::{JobError, JobOutcome};
 use crate::store::{self, KeyColumns, OutcomeRow};
@@ -28,6 +29,7 @@ const FLUSH_EVERY: usize = 50;
 /// is down.
 pub struct Delivery<'r, 'a> {
     m: &'r Mailing<'a>,
+    keys: &'r Keyring,
     cols: KeyColumns<'r>,
     now: u64,
     mailer: mailer::Mailer,
@@ -40,9 +42,10 @@ pub struct Delivery<'r, 'a> {
 }
 
 impl<'r, 'a> Delivery<'r, 'a> {
-    pub fn new(m: &'r Mailing<'a>, cols: KeyColumns<'r>, now: u64) -> Self {
+    pub fn new(m: &'r Mailing<'a>, cols: KeyColumns<'r>, keys: &'r Keyring, now: u64) -> Self {
         Delivery {
             m,
+            keys,
             cols,
             now,
             mailer: mailer::Mailer::default(),
@@ -64,16 +67,24 @@ impl<'r, 'a> Delivery<'r, 'a> {
         let (m, now) = (self.m, self.now);
         for r in mine {
             let to = recipient(&r.to);
-            let (status, reason, detail) = match (&self.transport_down, &r.message) {
-                (Some(_), _) => (KeyState::Retrying, Some("transport"), None),
-                (None, Message::Email { mime, .. }) => {
+            let message = match &self.transport_down {
+                Some(_) => None,
+                None => Some(message_for(m, self.keys, &r.to, now)),
+            };
+            let (status, reason, detail) = match message {
+                None => (KeyState::Retrying, Some("transport"), None),
+                Some(Err(why)) => {
+                    worker::console_error!("{}: cannot compose: {why}", m.stats_id);
+                    (KeyState::Failed, Some("render_error"), Some(why))
+                }
+                Some(Ok(Message::Email { mime, .. })) => {
                     let envelope = Envelope {
                         from: &m.site.from_email,
                         to: &r.to.email,
                     };
                     match self
                         .mailer
-                        .deliver(env, host_of(m.base_url), &envelope, mime)
+                        .deliver(env, host_of(m.base_url), &envelope, &mime)
                         .await
                     {
                         Ok(()) => (KeyState::Sent, None, None),
@@ -103,9 +114,9 @@ impl<'r, 'a> Delivery<'r, 'a> {
                         },
                     }
                 }
-                (None, Message::Sms(text)) => {
+                Some(Ok(Message::Sms(text))) => {
                     let phone = r.to.phone.as_deref().unwrap_or_default();
-                    match sms::send(env, phone, text).await {
+                    match sms::send(env, phone, &text).await {
                         (SmsOutcome::Accepted, _) => (KeyState::Sent, None, None),
                         (SmsOutcome::Transient, detail) => (KeyState::Retrying, None, detail),
                         (SmsOutcome::Transport, detail) => {
@@ -158,14 +169,18 @@ impl<'r, 'a> Delivery<'r, 'a> {
             report.results.insert(r.to.contact.clone(), delivered);
             self.after_claim.push(row);
             if self.after_claim.len() >= FLUSH_EVERY {
-                self.flush(env).await?;
+                self.flush(env, report).await?;
             }
         }
         Ok(())
     }
 
-    async fn flush(&mut self, env: &Env) -> Result<(), JobError> {
+    async fn flush(&mut self, env: &Env, report: &mut Report) -> Result<(), JobError> {
+        if self.after_claim.is_empty() && self.decided.is_empty() {
+            return Ok(());
+        }
         store::record(env, self.cols, &self.after_claim, &self.decided, self.now).await?;
+        report.outcome_statements += 1;
         self.after_claim.clear();
         self.decided.clear();
         Ok(())
@@ -174,7 +189,7 @@ impl<'r, 'a> Delivery<'r, 'a> {
     /// Writes what is buffered, closes the session, and pauses or resumes the mailing.
     pub async fn finish(mut self, env: &Env, report: &mut Report) -> Result<(), JobError> {
         self.mailer.finish().await;
-        self.flush(env).await?;
+        self.flush(env, report).await?;
         let Some(pause) = self.m.pause else {
             return Ok(());
         };

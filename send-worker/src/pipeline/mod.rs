@@ -3,14 +3,14 @@
 //!
 //! 1. **gather** the chunk's facts (`gather`: two round trips for up to a hundred recipients);
 //! 2. **plan** each recipient in the core (`epistola_core::plan`: skip, defer, send, or nothing);
-//! 3. **compose** what is to be sent (`letters`), before any claim;
-//! 4. record skips and deferrals, reserve per-domain slots, register links — every write that
+//! 3. record skips and deferrals, reserve per-domain slots, register links — every write that
 //!    can fail before a letter leaves happens here, so a D1 failure leaves the keys claimable;
-//! 5. **claim** every key in one statement that re-checks the caps (`store::claim`): concurrent
+//! 4. **claim** every key in one statement that re-checks the caps (`store::claim`): concurrent
 //!    consumers never both take a key or a cap's last slot; keys lost to another consumer are
 //!    gathered and planned again;
-//! 6. **deliver** and **record** (`deliver`): one SMTP session per chunk, outcomes in bulk; a
-//!    transport failure pauses the mailing and suppresses no one, the first success resumes it.
+//! 5. **compose** (`letters`, pure) and **deliver** one letter at a time, and **record**
+//!    (`deliver`): one SMTP session per chunk, outcomes in bulk; a transport failure pauses the
+//!    mailing and suppresses no one, the first success resumes it.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -95,6 +95,9 @@ pub struct Mailing<'a> {
     pub pause: Option<Paused<'a>>,
     /// Paused now: the first delivery that works resumes it.
     pub paused: bool,
+    /// D1 statements the caller spent reading the mailing (campaign, template, chain), for the
+    /// chunk's cost line.
+    pub reads: usize,
 }
 
 impl Mailing<'_> {
@@ -142,20 +145,22 @@ pub struct Report {
     pub outcome: JobOutcome,
     pub results: HashMap<String, Delivered>,
     pub sent: usize,
-    /// D1 statements issued for gathering, planning and claiming (outcome records aside).
+    /// D1 statements issued for reading, gathering, planning and claiming.
     pub statements: usize,
+    /// D1 statements that recorded delivery outcomes (one row per recipient, in bulk).
+    pub outcome_statements: usize,
 }
 
-/// A message ready to claim and deliver.
+/// A recipient the plan sends to: claimed, then composed and delivered one at a time (a chunk
+/// never holds all its letters in memory).
 #[derive(Debug)]
 struct Ready {
     to: gather::Gathered,
     caps: Vec<(u64, usize)>,
     domain: Option<String>,
-    message: letters::Message,
 }
 
-/// Runs a mailing for these recipients: gather → plan → compose → claim → deliver → record.
+/// Runs a mailing for these recipients: gather → plan → claim → compose → deliver → record.
 pub async fn run(
     env: &Env,
     m: &Mailing<'_>,
@@ -174,9 +179,10 @@ pub async fn run(
         outcome: JobOutcome::Done,
         results: HashMap::new(),
         sent: 0,
-        statements: 0,
+        statements: m.reads,
+        outcome_statements: 0,
     };
-    let mut delivery = deliver::Delivery::new(m, cols, now);
+    let mut delivery = deliver::Delivery::new(m, cols, &keys, now);
     let mut links_registered = false;
     let mut todo: Vec<Recipient> = recipients.to_vec();
     for round in 0..CLAIM_ROUNDS {
@@ -205,26 +211,7 @@ pub async fn run(
                 Step::AlreadyDone => {
                     report.results.insert(to.contact, Delivered::AlreadyDone);
                 }
-                Step::Send { caps, domain } => match letters::message_for(m, &keys, &to, now) {
-                    Ok(message) => ready.push(Ready {
-                        to,
-                        caps,
-                        domain,
-                        message,
-                    }),
-                    Err(why) => {
-                        worker::console_error!("{}: cannot compose: {why}", m.stats_id);
-                        decided.push(outcome(
-                            &r,
-                            m,
-                            KeyState::Failed,
-                            Some("render_error"),
-                            Some(&why),
-                            None,
-                        ));
-                        report.results.insert(to.contact, Delivered::Failed);
-                    }
-                },
+                Step::Send { caps, domain } => ready.push(Ready { to, caps, domain }),
                 step => {
                     if let Some((state, reason, due)) = step.record() {
                         decided.push(outcome(&r, m, state, Some(reason), None, due));
@@ -263,10 +250,14 @@ pub async fn run(
         let ready = kept;
         store::record(env, cols, &[], &decided, now).await?;
         report.statements += usize::from(!decided.is_empty());
+        // Per-link stats need each link index's destination: the first letter's links.
         if !links_registered && m.policy.kind != SendKind::Test {
-            if let Some(letters::Message::Email { links, .. }) = ready.first().map(|r| &r.message) {
+            let first = ready
+                .first()
+                .map(|r| letters::message_for(m, &keys, &r.to, now));
+            if let Some(Ok(letters::Message::Email { links, .. })) = first {
                 if !links.is_empty() {
-                    store::register_links(env, m.stats_id, links).await?;
+                    store::register_links(env, m.stats_id, &links).await?;
                     report.statements += 1;
                 }
                 links_registered = true;
@@ -318,6 +309,15 @@ pub async fn run(
         }
     }
     delivery.finish(env, &mut report).await?;
+    // One line per chunk: what it cost (ids and counts only).
+    worker::console_log!(
+        "chunk {}: {} recipients, {} sent, {} statements, {} outcome statements",
+        m.stats_id,
+        recipients.len(),
+        report.sent,
+        report.statements,
+        report.outcome_statements
+    );
     Ok(report)
 }
 
