@@ -22,14 +22,24 @@ export async function loadBenchWasm() {
 
 /** Best of 5 rounds of `fn(iters)` (which returns how many operations succeeded), in ns per op. */
 export function nsPerOp(fn, iters) {
-  fn(Math.max(1, iters / 10)); // warm-up: let V8 tier up
-  let best = Infinity;
-  for (let round = 0; round < 5; round++) {
-    const t = process.hrtime.bigint();
-    const done = fn(iters);
-    const ns = Number(process.hrtime.bigint() - t) / iters;
-    if (done !== iters) throw new Error(`only ${done} of ${iters} operations succeeded`);
-    best = Math.min(best, ns);
+  return nsPerOpInterleaved([fn], iters)[0];
+}
+
+/**
+ * Best of `rounds` rounds of each `fn(iters)`, in ns per op, with the cases taking turns round by
+ * round: a noisy neighbour then slows every case alike and the ratios between them stay honest.
+ */
+export function nsPerOpInterleaved(fns, iters, rounds = 5) {
+  for (const fn of fns) fn(Math.max(1, iters / 10)); // warm-up: let V8 tier up
+  const best = fns.map(() => Infinity);
+  for (let round = 0; round < rounds; round++) {
+    fns.forEach((fn, i) => {
+      const t = process.hrtime.bigint();
+      const done = fn(iters);
+      const ns = Number(process.hrtime.bigint() - t) / iters;
+      if (done !== iters) throw new Error(`only ${done} of ${iters} operations succeeded`);
+      best[i] = Math.min(best[i], ns);
+    });
   }
   return best;
 }

@@ -137,6 +137,13 @@ pub fn content_fingerprint(
     crate::hex::encode(&h.finalize()[..16])
 }
 
+/// The id a test run's outcomes, opens and clicks count under: `test:{run}`, never the campaign's
+/// (a colleague opening a test letter is no reader of the campaign). `GET
+/// /v1/stats/campaigns/test:{run}` reports the run; run ids are 24 hex digits, so this is a valid id.
+pub fn test_stats_id(run: &str) -> String {
+    format!("test:{run}")
+}
+
 /// Longest wait before an SMS fallback (a week).
 pub const MAX_SMS_FALLBACK_SECONDS: u64 = 7 * 86_400;
 

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use epistola_core::campaign::{content_fingerprint, WindowInput};
+use epistola_core::campaign::{content_fingerprint, test_stats_id, WindowInput};
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::policy::{self, SendKind};
 use epistola_core::segment::{self, Facts, Rule};
@@ -245,6 +245,10 @@ pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobResult 
         ),
     };
     let audience = template_audience(&template)?;
+    let stats_id = match &chunk.test_run {
+        Some(run) => test_stats_id(run),
+        None => campaign.id.clone(),
+    };
     let kind = if test {
         SendKind::Test
     } else {
@@ -264,7 +268,7 @@ pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobResult 
             allow_resend: campaign.allow_resend == 1,
             sms_fallback: chunk.sms,
         },
-        stats_id: &campaign.id,
+        stats_id: &stats_id,
         name: &campaign.name,
         site_id: &campaign.site_id,
         site: &site,

@@ -7,7 +7,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSendingSystem, startMailSink, api, zoneWhere } from './harness.mjs';
+import { startSendingSystem, startMailSink, api, zoneWhere, settledStats, stats } from './harness.mjs';
 
 let w;
 let mail;
@@ -116,6 +116,22 @@ test('a campaign to a segment: CSV import, test list only, approval, personalise
   assert.equal(tested.json.test_recipients, 1);
   const [testMail] = await mail.waitFor(to('tess@example.com'), { what: 'the test letter' });
   assert.equal(testMail.subject, 'Spring picks for Tess');
+  // A colleague reads the test letter: counted under the test run, not the campaign.
+  const browser = {
+    'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36',
+    'sec-fetch-mode': 'navigate', 'sec-fetch-dest': 'document', 'accept-language': 'en-GB,en;q=0.9',
+  };
+  assert.equal(tested.json.test_stats, `/v1/stats/campaigns/test:${tested.json.test_run}`);
+  const testPixel = /src="(http:\/\/127\.0\.0\.1:\d+\/o\/[A-Za-z0-9_-]+\.gif)"/.exec(testMail.html)[1];
+  assert.equal((await fetch(testPixel, { headers: browser })).status, 200);
+  const testClick = /href="(http:\/\/127\.0\.0\.1:\d+\/c\/[A-Za-z0-9_-]+)"/.exec(testMail.html)[1];
+  assert.equal((await fetch(testClick, { redirect: 'manual', headers: browser })).status, 302);
+  const testRun = await settledStats(w, `test:${tested.json.test_run}`, (s) => s.opens.total >= 1 && s.clicks.total >= 1);
+  // (Labelled scanner here: a human needs more than a second after the send.)
+  assert.deepEqual([testRun.opens.total, testRun.clicks.total], [1, 1], JSON.stringify(testRun));
+  assert.equal(testRun.clicks.links[0]?.url, 'https://shop.example/spring?utm=mail&x=1', 'the test run knows its links');
+  const untouched = await stats(w, 'spring');
+  assert.deepEqual([untouched.opens.total, untouched.clicks.total], [0, 0], 'the campaign counts no test reader');
 
   const wrongScope = await api(w, 'POST', '/v1/campaigns/spring/approve', as(w.tokens.marketer));
   assert.equal(wrongScope.status, 403);

@@ -56,6 +56,10 @@ test('the pixel is always the 43-byte GIF, and only genuine tokens are recorded'
     `/o/${TOKEN_VECTORS.valid.find((v) => v.claims.purpose === 'click').token}`, // click token as pixel
     '/o/',
     '/o/.gif',
+    // Paths a mail client or proxy mangled: still an image (never a broken one), never counted.
+    `/o/${valid[0].token}.gif/x`,
+    `/o/${valid[0].token}/`,
+    '/o/a/b/c.gif',
   ];
   for (const path of attempts) {
     const r = await raw('GET', path, BROWSER);
@@ -65,6 +69,10 @@ test('the pixel is always the 43-byte GIF, and only genuine tokens are recorded'
     assert.equal(r.body.length, 43, path);
     assert.equal(r.body.subarray(0, 6).toString(), 'GIF89a');
   }
+  const head = await raw('HEAD', '/o/a/b/c.gif', BROWSER);
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-type'], 'image/gif');
+  assert.equal((await raw('POST', '/o/a/b', BROWSER)).status, 405, 'no state change on any method');
   // Without the .gif suffix too.
   const plain = await raw('GET', `/o/${valid[0].token}`, BROWSER);
   assert.equal(plain.status, 200);

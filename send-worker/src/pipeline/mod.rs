@@ -250,8 +250,9 @@ pub async fn run(
         let ready = kept;
         store::record(env, cols, &[], &decided, now).await?;
         report.statements += usize::from(!decided.is_empty());
-        // Per-link stats need each link index's destination: the first letter's links.
-        if !links_registered && m.policy.kind != SendKind::Test {
+        // Per-link stats need each link index's destination: the first letter's links (a test
+        // run's under its own id).
+        if !links_registered {
             let first = ready
                 .first()
                 .map(|r| letters::message_for(m, &keys, &r.to, now));

@@ -4,7 +4,8 @@
 
 use epistola_core::auth::Scope;
 use epistola_core::campaign::{
-    content_fingerprint, transition, validate_campaign, Action, CampaignInput, Status,
+    content_fingerprint, test_stats_id, transition, validate_campaign, Action, CampaignInput,
+    Status,
 };
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::ids::validate_id;
@@ -211,7 +212,13 @@ pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResul
     apply(env, id, status, to, ("", &[]), now).await?;
     Ok(http::json(
         202,
-        &json!({ "status": to.as_str(), "test_run": run, "test_recipients": recipients.len() }),
+        &json!({
+            "status": to.as_str(),
+            "test_run": run,
+            "test_recipients": recipients.len(),
+            // Opens and clicks of test letters count here, never in the campaign's numbers.
+            "test_stats": format!("/v1/stats/campaigns/{}", test_stats_id(&run)),
+        }),
     ))
 }
 

@@ -26,10 +26,12 @@ pub async fn dispatch(req: Request, env: Env, ctx: Context, now: u64) -> Respons
             http::json(200, &serde_json::json!({"status": "ok"}))
         }
         (["o", token], Method::Get | Method::Head) => tracking::open(&req, &env, &ctx, token, now),
+        // A pixel URL mangled by a mail client or a proxy still gets an image, never a broken one.
+        (["o", _, ..], Method::Get | Method::Head) => http::pixel(),
         (["c", token], Method::Get | Method::Head) => {
             tracking::click(&req, &env, &ctx, token, now).await
         }
-        (["o" | "c", _], _) => http::method_not_allowed("GET, HEAD"),
+        (["o", _, ..] | ["c", _], _) => http::method_not_allowed("GET, HEAD"),
         (["u", token], Method::Get) => tracking::unsubscribe_page(&env, token, now),
         (["u", token], Method::Head) => http::head(tracking::unsubscribe_page(&env, token, now)),
         (["u", token], Method::Post) => tracking::unsubscribe(req, &env, &ctx, token, now).await,
