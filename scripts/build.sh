@@ -6,6 +6,8 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 node "$ROOT/capture-widget/build.mjs"
+# The edge's crawler patterns must be those of the installed isbot (package.json pins it).
+node "$ROOT/scripts/known-bots.mjs" --check
 
 # worker-build keeps the wasm name section (~100 KB) for readable stack traces; the release bundle
 # drops it. Features enabled as worker-build enables them, so nothing is re-encoded differently.

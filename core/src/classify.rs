@@ -49,8 +49,10 @@ pub enum Reason {
     HeadRequest,
     /// No `User-Agent` at all: every browser and mail client sends one.
     MissingUserAgent,
-    /// The user agent names a scanner, crawler or HTTP library.
+    /// The user agent names a scanner, crawler or HTTP library (Epistola's own email-specific list).
     ScannerUserAgent,
+    /// The user agent matches the maintained crawler patterns (the `isbot` list) the adapter checks.
+    CrawlerUserAgent,
     /// The request came from a mail-security or cloud network.
     ScannerNetwork,
     /// Apple Mail Privacy Protection prefetches every image through Apple's proxy.
@@ -69,6 +71,7 @@ impl Reason {
             Reason::HeadRequest => "head_request",
             Reason::MissingUserAgent => "missing_user_agent",
             Reason::ScannerUserAgent => "scanner_user_agent",
+            Reason::CrawlerUserAgent => "crawler_user_agent",
             Reason::ScannerNetwork => "scanner_network",
             Reason::AppleMailProxy => "apple_mail_proxy",
             Reason::TooSoonAfterSend => "too_soon_after_send",
@@ -90,6 +93,10 @@ pub struct Signals<'a> {
     pub has_fetch_metadata: bool,
     /// Seconds between the token's issue (send) time and this request.
     pub seconds_since_send: i64,
+    /// Whether the user agent matches the maintained crawler patterns (in the edge worker: the
+    /// `isbot` list, run by V8; see scripts/known-bots.mjs). Mail image proxies match that list too;
+    /// [`classify`] knows them.
+    pub known_bot: bool,
 }
 
 /// Result of classification.
@@ -180,6 +187,10 @@ const SCANNER_NETS_CLICK: &[(Ipv4Addr, u8)] = &[
 ];
 const APPLE_NETS: &[(Ipv4Addr, u8)] = &[(Ipv4Addr::new(17, 0, 0, 0), 8)];
 
+/// Image proxies of webmail that fetch the pixel when the person opens the letter (not ahead of
+/// time, unlike Apple's): a real open, although crawler lists name them.
+const MAIL_IMAGE_PROXY_UAS: &[&str] = &["googleimageproxy", "yahoomailproxy"];
+
 /// Apple's privacy proxy announces itself with exactly this user agent.
 const APPLE_PROXY_UA: &str = "Mozilla/5.0";
 
@@ -251,6 +262,16 @@ pub fn classify(interaction: Interaction, s: &Signals<'_>) -> Classification {
             },
             Interaction::Click => scanner(Reason::ScannerNetwork),
         };
+    }
+    let mail_image_proxy = MAIL_IMAGE_PROXY_UAS
+        .iter()
+        .any(|p| contains_ignore_case(ua, p));
+    if mail_image_proxy && is_click {
+        // An image proxy fetches images; one following a link is no person.
+        return scanner(Reason::ScannerUserAgent);
+    }
+    if s.known_bot && !mail_image_proxy {
+        return scanner(Reason::CrawlerUserAgent);
     }
     let min_delay = if is_click {
         MIN_HUMAN_DELAY_CLICK

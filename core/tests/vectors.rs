@@ -304,6 +304,9 @@ fn classification_vectors() {
             seconds_since_send: case["seconds_since_send"]
                 .as_i64()
                 .expect("seconds_since_send"),
+            // What the edge's crawler patterns say of this user agent (the e2e test checks that
+            // the generated matcher agrees).
+            known_bot: case["known_bot"].as_bool().expect("known_bot"),
         };
         let got = classify(interaction, &signals);
         assert_eq!(got.label.as_str(), case["label"], "{}", case["name"]);

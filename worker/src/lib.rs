@@ -10,6 +10,7 @@ use worker::{
 };
 
 mod consumer;
+mod known_bots;
 mod routes;
 mod store;
 

@@ -12,7 +12,7 @@ use epistola_core::token::{Claims, Link, Purpose, TokenError};
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
-use crate::{bindings, config, random, store};
+use crate::{bindings, config, known_bots, random, store};
 
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
@@ -176,6 +176,7 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
                     .iter()
                     .any(|h| header(h).is_some()),
                 seconds_since_send: now as i64 - i64::from(claims.issued_at),
+                known_bot: user_agent.as_deref().is_some_and(known_bots::is_known_bot),
             };
             let interaction = if kind == EventKind::Open {
                 Interaction::Open
