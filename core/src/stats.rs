@@ -20,6 +20,10 @@ pub mod metric {
     pub const OPEN_UNIQUE: &str = "open_unique";
     pub const CLICK_UNIQUE: &str = "click_unique";
     pub const UNSUBSCRIBE_UNIQUE: &str = "unsubscribe_unique";
+    /// Contacts who clicked as a person without a human pixel fetch (label `human`): each one
+    /// opened the letter with images off. Kept exact by the `first_seen_count` trigger: +1 when a
+    /// contact's first human click finds no human open, −1 when their first human open follows.
+    pub const OPEN_INFERRED_UNIQUE: &str = "open_inferred_unique";
     /// Attributed orders (label = channel, link = clicked link or -1).
     pub const CONVERSION: &str = "conversion";
     /// Orders reported only by the site's widget, not (yet) by the shop's server.
@@ -194,13 +198,57 @@ pub struct ChannelDelivery {
     pub deferred: BTreeMap<String, u64>,
 }
 
+/// How the estimated open rate is worked out, stated with the number.
+pub const OPEN_RATE_METHOD: &str = "people who fetched the pixel as a person, plus people who \
+clicked as a person without fetching it (images off: opened, confirmed by a click), over e-mails \
+sent; Apple's privacy-proxy prefetches and scanner hits are left out, so people who read only \
+through Apple's proxy without clicking are not counted";
+
+/// Who opened, side by side, and the open rate estimated from it (distinct contacts).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OpenEstimate {
+    /// E-mails sent (accepted by the receiving server).
+    pub sent: u64,
+    /// Contacts whose pixel fetch looked like a person.
+    pub confirmed_human: u64,
+    /// Contacts who clicked as a person without a human pixel fetch.
+    pub inferred_from_clicks: u64,
+    /// Contacts with an Apple privacy-proxy fetch (whether or not they also opened as a person).
+    pub privacy_proxy: u64,
+    /// Contacts with a scanner hit on the pixel.
+    pub scanner: u64,
+    /// `(confirmed_human + inferred_from_clicks) / sent`, 4 decimals; `None` before anything is sent.
+    pub estimated_rate: Option<f64>,
+    pub method: &'static str,
+}
+
+impl OpenEstimate {
+    fn new(sent: u64, opens: &Breakdown, inferred_from_clicks: u64) -> OpenEstimate {
+        let people = opens.human.unique + inferred_from_clicks;
+        OpenEstimate {
+            sent,
+            confirmed_human: opens.human.unique,
+            inferred_from_clicks,
+            privacy_proxy: opens.privacy_proxy.unique,
+            scanner: opens.scanner.unique,
+            // Counts are far below 2^52: exact as f64. A rate over 1 (sends recorded elsewhere,
+            // e.g. a test run) is capped rather than shown as more than everyone.
+            estimated_rate: (sent > 0)
+                .then(|| ((people as f64 / sent as f64).min(1.0) * 10_000.0).round() / 10_000.0),
+            method: OPEN_RATE_METHOD,
+        }
+    }
+}
+
 /// Everything `GET /v1/stats/campaigns/{id}` reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CampaignStats {
     pub campaign: String,
     /// Send outcomes per channel (`email`, `sms`).
     pub delivery: BTreeMap<String, ChannelDelivery>,
     pub opens: Breakdown,
+    /// Confirmed, inferred, privacy-proxy and scanner opens side by side, and the estimated rate.
+    pub open_estimate: OpenEstimate,
     pub clicks: ClickStats,
     /// Distinct contacts who unsubscribed through this campaign.
     pub unsubscribes: u64,
@@ -225,6 +273,7 @@ impl CampaignStats {
         let mut conversions = ConversionStats::default();
         let mut delivery: BTreeMap<String, ChannelDelivery> = BTreeMap::new();
         let mut unsubscribes = 0;
+        let mut inferred_opens = 0;
         for row in totals {
             let link = u16::try_from(row.link).ok();
             match row.metric.as_str() {
@@ -241,6 +290,7 @@ impl CampaignStats {
                     None => clicks.add_unique(&row.label, row.n),
                 },
                 metric::UNSUBSCRIBE_UNIQUE if row.label == LABEL_ALL => unsubscribes += row.n,
+                metric::OPEN_INFERRED_UNIQUE => inferred_opens += row.n,
                 m if m == metric::CONVERSION
                     || m == metric::CONVERSION_UNVERIFIED
                     || m.starts_with(metric::REVENUE_PREFIX) =>
@@ -308,8 +358,10 @@ impl CampaignStats {
             })
             .collect();
         series.sort_by(|a, b| a.hour.cmp(&b.hour));
+        let sent = delivery.get("email").map_or(0, |d| d.sent);
         CampaignStats {
             campaign: campaign.to_owned(),
+            open_estimate: OpenEstimate::new(sent, &opens, inferred_opens),
             delivery,
             opens,
             clicks: ClickStats { all: clicks, links },
@@ -357,6 +409,11 @@ impl CampaignStats {
         for link in &self.clicks.links {
             rows("link", Some(link), "clicks", &link.clicks);
         }
+        let _ = writeln!(
+            out,
+            "campaign,,,opens_inferred_from_clicks,human,,{}",
+            self.open_estimate.inferred_from_clicks
+        );
         let _ = writeln!(
             out,
             "campaign,,,unsubscribes,{LABEL_ALL},{0},{0}",
@@ -622,6 +679,41 @@ mod tests {
             csv.contains("channel,,,skipped:suppressed,email,2,\n"),
             "{csv}"
         );
+    }
+
+    #[test]
+    fn the_open_estimate_counts_clicks_without_a_pixel_and_leaves_proxies_out() {
+        // (sent, human uniques, privacy-proxy uniques, inferred) → estimated rate
+        let cases: [(u64, u64, u64, u64, Option<f64>); 5] = [
+            (0, 0, 0, 0, None),
+            (0, 2, 0, 1, None),         // a test run: nothing sent under this id
+            (10, 3, 5, 1, Some(0.4)),   // proxies are not people
+            (3, 1, 0, 0, Some(0.3333)), // 4 decimals
+            (2, 2, 0, 1, Some(1.0)),    // never more than everyone
+        ];
+        for (sent, human, proxy, inferred, rate) in cases {
+            let totals = [
+                row("sent", "", -1, 0, sent),
+                row("open_unique", "human", -1, 0, human),
+                row("open_unique", "privacy_proxy", -1, 0, proxy),
+                row("open_inferred_unique", "human", -1, 0, inferred),
+            ];
+            let s = CampaignStats::from_rollups("spring", &totals, &[], &[]);
+            let e = &s.open_estimate;
+            assert_eq!(
+                (
+                    e.sent,
+                    e.confirmed_human,
+                    e.privacy_proxy,
+                    e.inferred_from_clicks
+                ),
+                (sent, human, proxy, inferred)
+            );
+            assert_eq!(e.estimated_rate, rate, "{sent} {human} {inferred}");
+            assert!(s.summary_csv().contains(&format!(
+                "campaign,,,opens_inferred_from_clicks,human,,{inferred}\n"
+            )));
+        }
     }
 
     #[test]

@@ -372,6 +372,34 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
         Some(&summary_csv),
     ));
 
+    body.push_str("<h2>Who opened</h2>");
+    let e = &s.open_estimate;
+    body.push_str(&table(
+        &[
+            "Sent",
+            "Opened as a person",
+            "Opened, confirmed by a click",
+            "Privacy proxy",
+            "Scanner",
+            "Estimated open rate",
+        ],
+        &[vec![
+            e.sent.to_string(),
+            e.confirmed_human.to_string(),
+            e.inferred_from_clicks.to_string(),
+            e.privacy_proxy.to_string(),
+            e.scanner.to_string(),
+            e.estimated_rate
+                .map_or_else(|| "–".to_owned(), |r| format!("{:.1} %", r * 100.0)),
+        ]],
+        Some(&summary_csv),
+    ));
+    let _ = write!(
+        body,
+        "<p class=\"legend\">Distinct people. Estimated open rate: {}.</p>",
+        escape(e.method)
+    );
+
     body.push_str("<h2>Links</h2>");
     let links: Vec<Vec<String>> = s
         .clicks
@@ -515,7 +543,7 @@ pub fn compare_csv(
 }
 
 /// A trigger chain with its runs and the numbers of each step.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ChainInfo {
     pub id: String,
     pub name: String,

@@ -238,6 +238,12 @@ test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JS
   assert.equal(await page.locator('[data-metric=unverified]').innerText(), '0', 'both orders confirmed by the shop');
   assert.ok(await page.locator('svg.chart circle').count() >= 3, 'three lines with points');
   assert.match(await page.locator('svg.funnel').textContent(), /Orders2 \(100\.0%\)/);
+  // Who opened, side by side with the estimated rate, as the API says.
+  const e = json.open_estimate;
+  const opened = await page.locator('table', { has: page.locator('th', { hasText: 'Opened, confirmed by a click' }) })
+    .locator('tbody tr td').allInnerTexts();
+  assert.deepEqual(opened.slice(0, 5), [e.sent, e.confirmed_human, e.inferred_from_clicks, e.privacy_proxy, e.scanner].map(String));
+  assert.equal(opened[5], e.estimated_rate === null ? '–' : `${(e.estimated_rate * 100).toFixed(1)} %`);
   const linkRow = page.locator('tr', { hasText: '/product.html?id=7' });
   assert.deepEqual((await linkRow.locator('td').allInnerTexts()).slice(4), ['2', '65.00 EUR']);
   await page.screenshot({ path: join(SHOTS, 'dashboard-campaign.png'), fullPage: true });

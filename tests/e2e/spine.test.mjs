@@ -189,6 +189,31 @@ test('replayed batches change no counter', async () => {
   assert.equal(series, 33, 'the hourly series adds up to the totals');
 });
 
+test('clicks imply opens: a person who clicks without fetching the pixel opened, counted once', async () => {
+  const sign = (contact) => signLinks(w, { campaign: 'images-off', contact, links: ['https://shop.example/a', 'https://shop.example/b'] });
+  const [ann, bo, cy, dee] = await Promise.all(['ann', 'bo', 'cy', 'dee'].map(sign));
+  const image = { ...BROWSER, 'sec-fetch-mode': 'no-cors', 'sec-fetch-dest': 'image' };
+  // Ann reads with images off and clicks twice; Bo clicks, then turns images on; Cy opens, then
+  // clicks; Dee's letter is only touched by a link checker.
+  await raw('GET', pathOf(ann.links[0].tracked_url), BROWSER);
+  await raw('GET', pathOf(ann.links[1].tracked_url), BROWSER);
+  await raw('GET', pathOf(bo.links[0].tracked_url), BROWSER);
+  await settledStats(w, 'images-off', (s) => s.clicks.human.unique >= 2, { settleMs: 0 });
+  await raw('GET', pathOf(bo.pixel_url), image);
+  await raw('GET', pathOf(cy.pixel_url), image);
+  await raw('GET', pathOf(cy.links[1].tracked_url), BROWSER);
+  await raw('HEAD', pathOf(dee.links[0].tracked_url), BROWSER);
+  const s = await settledStats(w, 'images-off', (s) => s.opens.human.unique >= 2 && s.clicks.total >= 5, { settleMs: 6_000 });
+  const e = s.open_estimate;
+  assert.deepEqual([e.confirmed_human, e.inferred_from_clicks, e.privacy_proxy, e.scanner], [2, 1, 0, 0],
+    'Bo and Cy opened; Ann opened, confirmed by her click; replayed batches counted nothing twice');
+  assert.equal(e.sent, 0);
+  assert.equal(e.estimated_rate, null, 'no rate without sends');
+  assert.match(e.method, /clicked as a person without fetching it/);
+  const csv = await api(w, 'GET', '/v1/stats/campaigns/images-off?format=csv', { token: w.tokens.statsOnly });
+  assert.match(csv.text, /\ncampaign,,,opens_inferred_from_clicks,human,,1\n/);
+});
+
 test('unsubscribe: GET shows a button and changes nothing; POST One-Click suppresses', async () => {
   const signed = await signLinks(w, { campaign: 'unsub', contact: 'leaver', links: [] });
   assert.equal(signed.headers['List-Unsubscribe'], `<${signed.unsubscribe_url}>`);
