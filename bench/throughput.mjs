@@ -5,68 +5,12 @@
 // Load comes from wrk on loopback; each case runs `rounds` times, interleaved, best round kept.
 
 import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join, resolve, dirname, relative } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { WORKERD, token, vectors, writeConfig } from './workerd.mjs';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const OUT = join(ROOT, 'bench/out');
-const WORKERD = join(ROOT, 'node_modules/@cloudflare/workerd-linux-64/bin/workerd');
 const SECONDS = Number(process.argv[2] ?? 10);
 const ROUNDS = 3;
 const CONNECTIONS = 32;
-const vectors = JSON.parse(readFileSync(join(ROOT, 'tests/vectors/tokens.json'), 'utf8'));
-const token = (purpose) => vectors.valid.find((v) => v.claims.purpose === purpose).token;
-
-mkdirSync(OUT, { recursive: true });
-const build = join(ROOT, 'worker/build');
-const config = `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "epistola", worker = .epistola),
-    (name = "floor", worker = .floor),
-    (name = "js-equivalent", worker = .jsEquivalent),
-    (name = "queue-sink", worker = .sink),
-  ],
-  sockets = [
-    (name = "epistola", address = "127.0.0.1:9181", http = (), service = "epistola"),
-    (name = "floor", address = "127.0.0.1:9182", http = (), service = "floor"),
-    (name = "sink", address = "127.0.0.1:9183", http = (), service = "queue-sink"),
-    (name = "js-equivalent", address = "127.0.0.1:9184", http = (), service = "js-equivalent"),
-  ],
-);
-const epistola :Workerd.Worker = (
-  modules = [
-    (name = "index.js", esModule = embed "${relative(OUT, join(build, 'index.js'))}"),
-    (name = "index_bg.wasm", wasm = embed "${relative(OUT, join(build, 'index_bg.wasm'))}"),
-  ],
-  compatibilityDate = "2026-04-01",
-  bindings = [
-    (name = "SIGNING_KEYS", text = "${vectors.signing_keys}"),
-    (name = "IP_HASH_KEY", text = "bench-only-ip-hash-key"),
-    (name = "PUBLIC_BASE_URL", text = ""),
-    (name = "EVENTS", queue = "queue-sink"),
-  ],
-);
-const floor :Workerd.Worker = (
-  modules = [(name = "floor.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/floor-worker.js'))}")],
-  compatibilityDate = "2026-04-01",
-);
-const jsEquivalent :Workerd.Worker = (
-  modules = [(name = "js.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/js-equivalent-worker.js'))}")],
-  compatibilityDate = "2026-04-01",
-  bindings = [
-    (name = "SIGNING_KEYS", text = "${vectors.signing_keys}"),
-    (name = "EVENTS", queue = "queue-sink"),
-  ],
-);
-const sink :Workerd.Worker = (
-  modules = [(name = "sink.js", esModule = embed "${relative(OUT, join(ROOT, 'bench/queue-sink.js'))}")],
-  compatibilityDate = "2026-04-01",
-);
-`;
-const configPath = join(OUT, 'workerd.capnp');
-writeFileSync(configPath, config);
+const configPath = writeConfig('workerd.capnp', { epistola: 9181, floor: 9182, 'queue-sink': 9183, 'js-equivalent': 9184 });
 
 const workerd = spawn(WORKERD, ['serve', configPath, '--experimental'], { stdio: ['ignore', 'inherit', 'pipe'] });
 // Every failed enqueue is logged by the worker; count them instead of flooding the terminal.

@@ -4,6 +4,7 @@
 #   2. token sign/verify in wasm (V8), vs a bare HMAC in the same module
 #   3. campaign letters (render + rewrite + MIME), native and wasm, vs lol_html alone
 #   4. pixel and click throughput under bare workerd vs a JS worker that only returns the GIF
+#   4b. the edge worker's cold start under bare workerd vs the same JS worker's
 #   5. campaign fan-out of 100,000 contacts: D1 write statements per contact scheduled
 #   5b. sending 100,000 letters end to end into a counting SMTP sink vs a plain SMTP client (smtplib)
 #   6. stats reads for a campaign of 1,000,000 events vs one of 1,000: D1 rows read and latency
@@ -26,3 +27,4 @@ echo; echo "== send throughput"; node bench/send-throughput.mjs
 echo; echo "== stats at scale"; node bench/stats-scale.mjs
 echo; echo "== load, whole pipeline"; node bench/load.mjs 60
 echo; echo "== throughput"; node bench/throughput.mjs "${1:-10}"
+echo; echo "== cold start"; node bench/cold-start.mjs
