@@ -179,19 +179,28 @@ impl std::fmt::Debug for WorkerSocket {
 }
 
 impl Mailer {
-    /// Sends one message. Errors say whether a retry can help.
+    /// Sends one message. Errors say whether a retry can help. `next`: the envelope of the
+    /// message the caller sends next, already composed; over a pipelining server it goes in the
+    /// same write as this message's end of data (see `Session::send_then`).
     pub async fn deliver(
         &mut self,
         env: &Env,
         helo_name: &str,
         envelope: &Envelope<'_>,
         message: &[u8],
+        next: Option<&Envelope<'_>>,
     ) -> Result<(), SmtpError> {
         if let Some(m) = mailgun(env) {
             return deliver_mailgun(&m?, envelope.to, message).await;
         }
         let (mut session, sent) = match self.session.take() {
-            Some((s, n)) if s.is_usable() && n < MAX_MESSAGES_PER_SESSION => (s, n),
+            Some((s, n))
+                if s.is_usable()
+                    && n < MAX_MESSAGES_PER_SESSION
+                    && (!s.is_primed() || s.is_primed_for(envelope)) =>
+            {
+                (s, n)
+            }
             old => {
                 if let Some((s, _)) = old {
                     s.quit().await;
@@ -199,7 +208,9 @@ impl Mailer {
                 (open(env, helo_name).await?, 0)
             }
         };
-        let result = session.send(envelope, message).await;
+        // The session's last message writes nothing ahead: the next one opens a new connection.
+        let next = next.filter(|_| sent + 1 < MAX_MESSAGES_PER_SESSION);
+        let result = session.send_then(envelope, message, next).await;
         if session.is_usable() {
             self.session = Some((session, sent + 1));
         }

@@ -275,6 +275,9 @@ pub struct Session<S: SmtpStream> {
     usable: bool,
     /// The server offers PIPELINING (RFC 2920): a message's envelope goes in one write.
     pipelining: bool,
+    /// The envelope (from, to) written behind the last message's end of data, whose three replies
+    /// the next `send` reads: the server is then waiting for that message's content.
+    primed: Option<(String, String)>,
 }
 
 impl<S: SmtpStream> std::fmt::Debug for Session<S> {
@@ -313,7 +316,21 @@ impl<S: SmtpStream> Session<S> {
             conn,
             usable: true,
             pipelining: has_capability(&caps, "PIPELINING"),
+            primed: None,
         })
+    }
+
+    /// Whether the server is waiting for the content of a message to this envelope (written
+    /// ahead by `send_then`); any other message must then go over another session.
+    pub fn is_primed(&self) -> bool {
+        self.primed.is_some()
+    }
+
+    /// Whether the envelope written ahead is this one.
+    pub fn is_primed_for(&self, envelope: &Envelope<'_>) -> bool {
+        self.primed
+            .as_ref()
+            .is_some_and(|(from, to)| from == envelope.from && to == envelope.to)
     }
 
     /// Whether another message can go over this session.
@@ -323,7 +340,31 @@ impl<S: SmtpStream> Session<S> {
 
     /// Delivers one message (`data`: the full RFC 5322 message, CRLF line endings).
     pub async fn send(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
-        for addr in [envelope.from, envelope.to] {
+        self.send_then(envelope, data, None).await
+    }
+
+    /// Delivers one message and, when the server pipelines and `next` is given, writes the next
+    /// message's envelope behind this one's end of data (RFC 2920 allows message content first in
+    /// a group): one write and one round trip per letter. The caller must then send that next
+    /// message over this session (its content is what the server waits for), so it passes `next`
+    /// only once that message is composed.
+    pub async fn send_then(
+        &mut self,
+        envelope: &Envelope<'_>,
+        data: &[u8],
+        next: Option<&Envelope<'_>>,
+    ) -> Result<(), SmtpError> {
+        if self.primed.is_some() && !self.is_primed_for(envelope) {
+            // Only a broken caller gets here; nothing can be sent to this envelope now.
+            self.usable = false;
+            return Err(SmtpError::Io(std::io::Error::other(
+                "a message for another envelope is pending on this session",
+            )));
+        }
+        for addr in [envelope.from, envelope.to]
+            .into_iter()
+            .chain(next.into_iter().flat_map(|n| [n.from, n.to]))
+        {
             if addr
                 .bytes()
                 .any(|b| b.is_ascii_control() || b == b'<' || b == b'>' || b == b' ')
@@ -335,11 +376,23 @@ impl<S: SmtpStream> Session<S> {
                 });
             }
         }
-        let result = self.transaction(envelope, data).await;
+        let next = next.filter(|_| self.pipelining);
+        let result = self.transaction(envelope, data, next).await;
         match &result {
             Ok(()) => {}
+            // Refused at the end of data: that ended the transaction, and the next envelope may
+            // already be on its way, so no RSET (it would be read as message content).
+            Err(
+                SmtpError::Transient {
+                    stage: Stage::Data, ..
+                }
+                | SmtpError::Permanent {
+                    stage: Stage::Data, ..
+                },
+            ) if self.primed.is_some() => {}
             // The server refused this message: reset the transaction and carry on.
             Err(SmtpError::Transient { .. } | SmtpError::Permanent { .. }) => {
+                self.primed = None;
                 self.usable = self.conn.command("RSET", 250, Stage::Other).await.is_ok();
             }
             Err(_) => self.usable = false,
@@ -347,14 +400,23 @@ impl<S: SmtpStream> Session<S> {
         result
     }
 
-    async fn transaction(&mut self, envelope: &Envelope<'_>, data: &[u8]) -> Result<(), SmtpError> {
+    async fn transaction(
+        &mut self,
+        envelope: &Envelope<'_>,
+        data: &[u8],
+        next: Option<&Envelope<'_>>,
+    ) -> Result<(), SmtpError> {
         let conn = &mut self.conn;
+        let envelope_of =
+            |e: &Envelope<'_>| format!("MAIL FROM:<{}>\r\nRCPT TO:<{}>\r\nDATA\r\n", e.from, e.to);
         let mail = format!("MAIL FROM:<{}>", envelope.from);
         let rcpt = format!("RCPT TO:<{}>", envelope.to);
         if self.pipelining {
-            // RFC 2920: the envelope in one write, then its three replies in order.
-            conn.write(format!("{mail}\r\n{rcpt}\r\nDATA\r\n").as_bytes())
-                .await?;
+            // RFC 2920: the envelope in one write (unless it went behind the last message), then
+            // its three replies in order.
+            if self.primed.take().is_none() {
+                conn.write(envelope_of(envelope).as_bytes()).await?;
+            }
             let mail = conn.expect(250, Stage::MailFrom).await;
             let rcpt = conn.expect(250, Stage::RcptTo).await;
             let data = conn.expect(354, Stage::Data).await;
@@ -374,14 +436,22 @@ impl<S: SmtpStream> Session<S> {
         }
         let mut body = dot_stuff(data);
         body.extend_from_slice(b".\r\n");
+        if let Some(n) = next {
+            body.extend_from_slice(envelope_of(n).as_bytes());
+        }
         conn.write(&body).await?;
-        conn.expect(250, Stage::Data).await?;
+        self.primed = next.map(|n| (n.from.to_owned(), n.to.to_owned()));
+        self.conn.expect(250, Stage::Data).await?;
         Ok(())
     }
 
-    /// Ends the session politely; the messages sent are accepted whatever QUIT answers.
+    /// Ends the session politely; the messages sent are accepted whatever QUIT answers. With a
+    /// next envelope written ahead, the server is reading message content, so the connection is
+    /// just closed: a message cut off before its final dot is never delivered.
     pub async fn quit(mut self) {
-        let _ = self.conn.command("QUIT", 221, Stage::Other).await;
+        if self.primed.is_none() {
+            let _ = self.conn.command("QUIT", 221, Stage::Other).await;
+        }
     }
 }
 

@@ -89,6 +89,11 @@ async fn serve(replies: &'static [&'static str]) -> (Plain, tokio::task::JoinHan
                 break;
             }
             seen.push_str(&line);
+            // What the client wrote behind a message's final dot, before any reply to it, was
+            // pipelined with it.
+            if in_data && line == ".\r\n" && !r.buffer().is_empty() {
+                seen.push_str("[pipelined]");
+            }
             if in_data && line != ".\r\n" {
                 continue; // the message, up to its final dot
             }
@@ -241,6 +246,111 @@ async fn a_pipelining_server_gets_each_envelope_in_one_write_and_refusals_keep_t
         "an accepted DATA of a failed transaction is ended empty: {seen}"
     );
     assert_eq!(seen.matches("Subject: ").count(), 2, "{seen}");
+}
+
+#[tokio::test]
+async fn the_next_envelope_rides_behind_the_end_of_data_and_a_refused_body_needs_no_rset() {
+    let (stream, server) = serve(&[
+        "220 sink\r\n",
+        "250-sink\r\n250 PIPELINING\r\n",
+        // first message
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        // second: its envelope came with the first's dot; its content is refused
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "554 5.7.1 content rejected\r\n",
+        // third: its envelope came with the second's dot
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "221 bye\r\n",
+    ])
+    .await;
+    let mut session = Session::open(stream, &plain()).await.expect("opens");
+    let (ann, bo, cy) = (
+        to("ann@example.com"),
+        to("bo@example.com"),
+        to("cy@example.com"),
+    );
+    session
+        .send_then(&ann, b"Subject: 1\r\n\r\none\r\n", Some(&bo))
+        .await
+        .expect("first");
+    assert!(session.is_primed_for(&bo));
+    let refused = session
+        .send_then(&bo, b"Subject: 2\r\n\r\ntwo\r\n", Some(&cy))
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(SmtpError::Permanent {
+                code: 554,
+                stage: Stage::Data,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    assert!(session.is_usable() && session.is_primed_for(&cy));
+    session
+        .send_then(&cy, b"Subject: 3\r\n\r\nthree\r\n", None)
+        .await
+        .expect("third");
+    assert!(!session.is_primed());
+    session.quit().await;
+    let seen = server.await.expect("server task");
+    assert_eq!(
+        seen.matches(".\r\n[pipelined]MAIL FROM:<hello@shop.example>\r\nRCPT TO:<")
+            .count(),
+        2,
+        "two envelopes went behind a final dot: {seen}"
+    );
+    assert!(
+        !seen.contains("RSET"),
+        "a refused body ends its transaction: {seen}"
+    );
+    assert_eq!(seen.matches("MAIL FROM").count(), 3, "{seen}");
+    assert!(seen.ends_with("three\r\n.\r\nQUIT\r\n"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_session_left_with_an_envelope_written_ahead_closes_without_delivering_it() {
+    let (stream, server) = serve(&[
+        "220 sink\r\n",
+        "250-sink\r\n250 PIPELINING\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+        "250 queued\r\n",
+        "250 ok\r\n",
+        "250 ok\r\n",
+        "354 go\r\n",
+    ])
+    .await;
+    let mut session = Session::open(stream, &plain()).await.expect("opens");
+    let (ann, bo) = (to("ann@example.com"), to("bo@example.com"));
+    session
+        .send_then(&ann, b"Subject: 1\r\n\r\none\r\n", Some(&bo))
+        .await
+        .expect("first");
+    let other = session
+        .send(&to("cy@example.com"), b"Subject: 3\r\n\r\nthree\r\n")
+        .await;
+    assert!(
+        matches!(other, Err(SmtpError::Io(_))) && !session.is_usable(),
+        "only the envelope written ahead can follow: {other:?}"
+    );
+    session.quit().await;
+    let seen = server.await.expect("server task");
+    assert!(
+        seen.ends_with("RCPT TO:<bo@example.com>\r\nDATA\r\n"),
+        "no QUIT, which the server would read as content, and no dot: {seen}"
+    );
 }
 
 /// An envelope from the shop to `to`.

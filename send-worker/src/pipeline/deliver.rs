@@ -65,11 +65,21 @@ impl<'r, 'a> Delivery<'r, 'a> {
         unused: &mut HashMap<String, u32>,
     ) -> Result<(), JobError> {
         let (m, now) = (self.m, self.now);
-        for r in mine {
+        let mut mine = mine.into_iter().peekable();
+        // The next letter, composed before this one's end of data is written (see below).
+        let mut composed_next: Option<Result<Message, String>> = None;
+        while let Some(r) = mine.next() {
             let to = recipient(&r.to);
             let message = match &self.transport_down {
-                Some(_) => None,
-                None => Some(message_for(m, self.keys, &r.to, now)),
+                Some(_) => {
+                    composed_next = None;
+                    None
+                }
+                None => Some(
+                    composed_next
+                        .take()
+                        .unwrap_or_else(|| message_for(m, self.keys, &r.to, now)),
+                ),
             };
             let (status, reason, detail) = match message {
                 None => (KeyState::Retrying, Some("transport"), None),
@@ -82,9 +92,20 @@ impl<'r, 'a> Delivery<'r, 'a> {
                         from: &m.site.from_email,
                         to: &r.to.email,
                     };
+                    // Compose the next letter first: once it exists, its envelope can go in the
+                    // same write as this letter's end of data (one round trip per letter).
+                    composed_next = mine.peek().map(|n| message_for(m, self.keys, &n.to, now));
+                    let next_email = match (&composed_next, mine.peek()) {
+                        (Some(Ok(Message::Email { .. })), Some(n)) => Some(n.to.email.as_str()),
+                        _ => None,
+                    };
+                    let next = next_email.map(|to| Envelope {
+                        from: &m.site.from_email,
+                        to,
+                    });
                     match self
                         .mailer
-                        .deliver(env, host_of(m.base_url), &envelope, &mime)
+                        .deliver(env, host_of(m.base_url), &envelope, &mime, next.as_ref())
                         .await
                     {
                         Ok(()) => (KeyState::Sent, None, None),
