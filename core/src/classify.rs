@@ -61,6 +61,12 @@ pub enum Reason {
     TooSoonAfterSend,
     /// A browser that always sends `Sec-Fetch-*` on navigation sent none: an emulated browser.
     MissingFetchMetadata,
+    /// A request on the letter's hidden honeypot link, which no person can see or reach; the
+    /// message's other clicks around it are relabelled with this reason too.
+    Honeypot,
+    /// One of several different links of one message followed within seconds (or all of them):
+    /// a scanner walking the letter, relabelled after the fact when its clicks are stored.
+    Burst,
     /// No rule matched.
     NoSignal,
 }
@@ -76,6 +82,8 @@ impl Reason {
             Reason::AppleMailProxy => "apple_mail_proxy",
             Reason::TooSoonAfterSend => "too_soon_after_send",
             Reason::MissingFetchMetadata => "missing_fetch_metadata",
+            Reason::Honeypot => "honeypot",
+            Reason::Burst => "burst",
             Reason::NoSignal => "no_signal",
         }
     }
@@ -97,6 +105,8 @@ pub struct Signals<'a> {
     /// `isbot` list, run by V8; see scripts/known-bots.mjs). Mail image proxies match that list too;
     /// [`classify`] knows them.
     pub known_bot: bool,
+    /// Whether the request is on the letter's hidden honeypot link (`track::HONEYPOT_LINK`).
+    pub honeypot: bool,
 }
 
 /// Result of classification.
@@ -232,6 +242,9 @@ pub fn classify(interaction: Interaction, s: &Signals<'_>) -> Classification {
         reason,
     };
     let is_click = interaction == Interaction::Click;
+    if s.honeypot {
+        return scanner(Reason::Honeypot);
+    }
     if s.is_head {
         return scanner(Reason::HeadRequest);
     }
@@ -293,4 +306,61 @@ pub fn classify(interaction: Interaction, s: &Signals<'_>) -> Classification {
         label: Label::Human,
         reason: Reason::NoSignal,
     }
+}
+
+/// After the fact: the rules applied to the stored clicks of one message (same campaign, contact
+/// and message id) in the transaction that stores each click (`migrations/0018_relabel.sql`). A click within
+/// [`HONEYPOT_WINDOW_SECONDS`] of a honeypot hit is a scanner (`honeypot`); otherwise a click within
+/// [`BURST_WINDOW_SECONDS`] of clicks on [`burst_threshold`] different links is one (`burst`).
+pub const HONEYPOT_WINDOW_SECONDS: u64 = 120;
+/// See [`HONEYPOT_WINDOW_SECONDS`]. Scanners follow every link within a second or two; a person
+/// reads a page before coming back for the next link.
+pub const BURST_WINDOW_SECONDS: u64 = 5;
+/// Different links within [`BURST_WINDOW_SECONDS`] that make a burst, unless the letter has fewer.
+pub const BURST_MIN_LINKS: u32 = 3;
+
+/// How many different links of a letter with `links_in_letter` tracked links, followed within the
+/// window, make a burst: [`BURST_MIN_LINKS`], or every link of a letter with two.
+pub fn burst_threshold(links_in_letter: u32) -> u32 {
+    BURST_MIN_LINKS.min(links_in_letter.max(2))
+}
+
+/// A stored click of one message, for [`relabel_clicks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredClick {
+    /// Link index; `track::HONEYPOT_LINK` for the honeypot.
+    pub link: u16,
+    /// Unix seconds.
+    pub at: u64,
+    pub label: Label,
+}
+
+/// Which clicks of one message the after-the-fact rules turn into scanner clicks, and why (`None`:
+/// unchanged). The reference of the SQL trigger (`migrations/0018_relabel.sql`), checked against
+/// the same vectors (`tests/vectors/relabel.json`) here and through the real worker.
+pub fn relabel_clicks(clicks: &[StoredClick], links_in_letter: u32) -> Vec<Option<Reason>> {
+    use crate::track::HONEYPOT_LINK;
+    let near = |a: u64, b: u64, window: u64| a.abs_diff(b) <= window;
+    clicks
+        .iter()
+        .map(|c| {
+            if c.label == Label::Scanner {
+                return None;
+            }
+            if clicks
+                .iter()
+                .any(|h| h.link == HONEYPOT_LINK && near(h.at, c.at, HONEYPOT_WINDOW_SECONDS))
+            {
+                return Some(Reason::Honeypot);
+            }
+            let mut links: Vec<u16> = clicks
+                .iter()
+                .filter(|o| o.link != HONEYPOT_LINK && near(o.at, c.at, BURST_WINDOW_SECONDS))
+                .map(|o| o.link)
+                .collect();
+            links.sort_unstable();
+            links.dedup();
+            (links.len() as u32 >= burst_threshold(links_in_letter)).then_some(Reason::Burst)
+        })
+        .collect()
 }

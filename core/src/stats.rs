@@ -11,6 +11,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use crate::classify::Label;
+use crate::track::HONEYPOT_LINK;
 
 /// Rollup metric names as stored in `rollup_total.metric`.
 pub mod metric {
@@ -113,6 +114,9 @@ pub struct ClickStats {
     #[serde(flatten)]
     pub all: Breakdown,
     pub links: Vec<LinkStats>,
+    /// Requests on the letters' hidden honeypot link (machines only; counted as scanner clicks
+    /// in `all`, and in no link).
+    pub honeypot_hits: u64,
 }
 
 /// Events in one hour, by label.
@@ -274,10 +278,16 @@ impl CampaignStats {
         let mut delivery: BTreeMap<String, ChannelDelivery> = BTreeMap::new();
         let mut unsubscribes = 0;
         let mut inferred_opens = 0;
+        let mut honeypot_hits = 0;
         for row in totals {
             let link = u16::try_from(row.link).ok();
             match row.metric.as_str() {
                 metric::OPEN => opens.add_total(&row.label, row.n),
+                metric::CLICK if link == Some(HONEYPOT_LINK) => {
+                    clicks.add_total(&row.label, row.n);
+                    honeypot_hits += row.n;
+                }
+                metric::CLICK_UNIQUE if link == Some(HONEYPOT_LINK) => {}
                 metric::CLICK => {
                     clicks.add_total(&row.label, row.n);
                     if let Some(i) = link {
@@ -364,7 +374,11 @@ impl CampaignStats {
             open_estimate: OpenEstimate::new(sent, &opens, inferred_opens),
             delivery,
             opens,
-            clicks: ClickStats { all: clicks, links },
+            clicks: ClickStats {
+                all: clicks,
+                links,
+                honeypot_hits,
+            },
             unsubscribes,
             conversions,
             series,
@@ -413,6 +427,11 @@ impl CampaignStats {
             out,
             "campaign,,,opens_inferred_from_clicks,human,,{}",
             self.open_estimate.inferred_from_clicks
+        );
+        let _ = writeln!(
+            out,
+            "campaign,,,honeypot_hits,scanner,{},",
+            self.clicks.honeypot_hits
         );
         let _ = writeln!(
             out,
@@ -714,6 +733,30 @@ mod tests {
                 "campaign,,,opens_inferred_from_clicks,human,,{inferred}\n"
             )));
         }
+    }
+
+    #[test]
+    fn honeypot_hits_are_scanner_clicks_of_no_link() {
+        let hp = i64::from(HONEYPOT_LINK);
+        let rows = vec![
+            row("click", "human", 0, 0, 2),
+            row("click", "scanner", 0, 0, 1),
+            row("click", "scanner", hp, 0, 3),
+            row("click_unique", "scanner", hp, 0, 2),
+            row("click_unique", "scanner", -1, 0, 2),
+        ];
+        let links = vec![(0, "https://a.example/".to_owned())];
+        let s = CampaignStats::from_rollups("c1", &rows, &[], &links);
+        assert_eq!(s.clicks.honeypot_hits, 3);
+        assert_eq!((s.clicks.all.total, s.clicks.all.scanner.total), (6, 4));
+        assert_eq!(s.clicks.all.scanner.unique, 2);
+        assert_eq!(
+            s.clicks.links.iter().map(|l| l.index).collect::<Vec<_>>(),
+            [0]
+        );
+        assert!(s
+            .summary_csv()
+            .contains("campaign,,,honeypot_hits,scanner,3,\n"));
     }
 
     #[test]

@@ -11,6 +11,22 @@ use crate::url::validate_destination;
 
 /// Most links one message may carry.
 pub const MAX_LINKS: usize = 500;
+/// Link index of the hidden honeypot link every tracked letter carries: people never see or reach
+/// it, so any request on it is a machine, and the message's clicks around it are relabelled
+/// (`classify::relabel_clicks`). Far above [`MAX_LINKS`], so no real link can have it.
+pub const HONEYPOT_LINK: u16 = u16::MAX;
+/// The honeypot's signed destination. The edge never redirects there (it answers a page of its
+/// own), but a click token always names one.
+pub const HONEYPOT_DESTINATION: &str = "https://honeypot.invalid/";
+
+/// The honeypot link's markup, for the start of a letter's body: no content (nothing to render),
+/// not displayed, hidden from screen readers, out of the tab order and off the layout, also for
+/// clients that drop `display:none` (Outlook's `mso-hide`).
+pub fn honeypot_html(url: &str) -> String {
+    format!(
+        r#"<a href="{url}" aria-hidden="true" tabindex="-1" style="display:none!important;mso-hide:all;position:absolute;left:-9999px;width:0;height:0;max-height:0;overflow:hidden;font-size:0;line-height:0;opacity:0"></a>"#
+    )
+}
 /// How far `sent_at` may lie in the past (messages signed after sending) or future (signed ahead).
 pub const SENT_AT_PAST_SECONDS: u64 = 30 * 86_400;
 pub const SENT_AT_FUTURE_SECONDS: u64 = 7 * 86_400;
@@ -43,6 +59,9 @@ pub struct SignedMessage {
     /// (index, destination, token), in request order.
     pub clicks: Vec<(u16, String, String)>,
     pub unsubscribe: String,
+    /// The hidden honeypot link's click token (see [`HONEYPOT_LINK`]); only for a message with an
+    /// id, because its clicks are told apart by message.
+    pub honeypot: Option<String>,
 }
 
 /// Validates the request and signs every token, or reports every bad field at once.
@@ -119,10 +138,23 @@ pub fn sign_message(
         ))?;
         clicks.push((index, url.clone(), token));
     }
+    let honeypot = if req.message.is_empty() {
+        None
+    } else {
+        Some(sign(&claims(
+            Purpose::Click,
+            None,
+            Some(Link {
+                index: HONEYPOT_LINK,
+                url: HONEYPOT_DESTINATION.to_owned(),
+            }),
+        ))?)
+    };
     Ok(SignedMessage {
         open,
         clicks,
         unsubscribe,
+        honeypot,
     })
 }
 
@@ -176,6 +208,28 @@ mod tests {
                 url: "https://b.example/x".into()
             }
         );
+        assert_eq!(signed.honeypot, None, "no message id, no honeypot");
+        let with_message = SignLinksRequest {
+            message: "m-1".into(),
+            ..req
+        };
+        let signed = sign_message(&k, &with_message, 1_000).expect("valid request");
+        let honeypot = k
+            .verify(
+                signed.honeypot.as_deref().expect("honeypot"),
+                Purpose::Click,
+                2_000,
+            )
+            .expect("verifies");
+        assert_eq!(
+            honeypot.link,
+            Some(Link {
+                index: HONEYPOT_LINK,
+                url: HONEYPOT_DESTINATION.into()
+            })
+        );
+        assert_eq!(honeypot.message, "m-1");
+        assert!(usize::from(HONEYPOT_LINK) > MAX_LINKS);
     }
 
     #[test]

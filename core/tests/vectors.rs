@@ -11,8 +11,9 @@ use std::path::PathBuf;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use epistola_core::classify::{classify, Interaction, Signals};
+use epistola_core::classify::{classify, relabel_clicks, Interaction, Label, Signals, StoredClick};
 use epistola_core::token::{Claims, Keyring, Link, Purpose, TokenError};
+use epistola_core::track::HONEYPOT_LINK;
 use serde_json::{json, Value};
 
 fn vectors_dir() -> PathBuf {
@@ -307,9 +308,52 @@ fn classification_vectors() {
             // What the edge's crawler patterns say of this user agent (the e2e test checks that
             // the generated matcher agrees).
             known_bot: case["known_bot"].as_bool().expect("known_bot"),
+            honeypot: case["honeypot"].as_bool().unwrap_or(false),
         };
         let got = classify(interaction, &signals);
         assert_eq!(got.label.as_str(), case["label"], "{}", case["name"]);
         assert_eq!(got.reason.as_str(), case["reason"], "{}", case["name"]);
     }
+}
+
+#[test]
+fn relabel_vectors() {
+    let v = read("relabel.json");
+    let cases = v["cases"].as_array().expect("cases");
+    assert!(cases.len() >= 8);
+    let (mut bursts, mut honeypots, mut kept) = (0, 0, 0);
+    for case in cases {
+        let name = case["name"].as_str().expect("name");
+        let clicks: Vec<StoredClick> = case["clicks"]
+            .as_array()
+            .expect("clicks")
+            .iter()
+            .map(|c| StoredClick {
+                link: match &c["link"] {
+                    Value::String(s) if s == "honeypot" => HONEYPOT_LINK,
+                    l => l
+                        .as_u64()
+                        .and_then(|l| u16::try_from(l).ok())
+                        .expect("link"),
+                },
+                at: c["at"].as_u64().expect("at"),
+                label: Label::parse(c["label"].as_str().expect("label")).expect("a label"),
+            })
+            .collect();
+        let links = u32::try_from(case["links"].as_u64().expect("links")).expect("links");
+        let got: Vec<Value> = relabel_clicks(&clicks, links)
+            .into_iter()
+            .map(|r| r.map_or(Value::Null, |r| Value::from(r.as_str())))
+            .collect();
+        assert_eq!(&Value::from(got.clone()), &case["relabel"], "{name}");
+        for r in &got {
+            match r.as_str() {
+                Some("burst") => bursts += 1,
+                Some("honeypot") => honeypots += 1,
+                _ => kept += 1,
+            }
+        }
+    }
+    // The vectors exercise every outcome.
+    assert!(bursts > 0 && honeypots > 0 && kept > 0);
 }

@@ -89,6 +89,7 @@ fn main() {
                 pixel_url: Some("https://t.example/o/x.gif"),
                 footer_html: None,
                 unsubscribe_url: "",
+                honeypot_html: None,
             },
             &mut |i, _| Some(format!("https://t.example/c/{i}")),
         )

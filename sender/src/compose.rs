@@ -4,7 +4,9 @@
 //! come in, so the whole pipeline is tested and benchmarked natively.
 
 use epistola_core::token::{Claims, Keyring, Link, Purpose, TokenError};
-use epistola_core::track::UNSUBSCRIBE_TTL_SECONDS;
+use epistola_core::track::{
+    honeypot_html, HONEYPOT_DESTINATION, HONEYPOT_LINK, UNSUBSCRIBE_TTL_SECONDS,
+};
 use serde::Serialize;
 
 use crate::letter::Letter;
@@ -122,6 +124,8 @@ struct Context<'a, C: Serialize> {
     links: Option<&'a [String]>,
     #[serde(rename = "__epistola_tail", skip_serializing_if = "Option::is_none")]
     tail: Option<&'a str>,
+    #[serde(rename = "__epistola_head", skip_serializing_if = "Option::is_none")]
+    head: Option<&'a str>,
 }
 
 pub fn compose<C: Serialize>(
@@ -161,12 +165,6 @@ pub fn compose<C: Serialize>(
     let footer = format!(
         r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}">Unsubscribe</a> &middot; <a href="{preferences_url}">Preferences</a></p>"#
     );
-    let tracking = Tracking {
-        own_origin: base,
-        pixel_url: Some(&pixel_url),
-        footer_html: Some(&footer),
-        unsubscribe_url: &unsubscribe_url,
-    };
     let sign_click = |index: u16, url: &str| -> Result<String, TokenError> {
         let link = Some(Link {
             index,
@@ -176,6 +174,15 @@ pub fn compose<C: Serialize>(
             .keys
             .sign(&claims(Purpose::Click, tracked_contact, None, link))?;
         Ok(format!("{base}/c/{token}"))
+    };
+    // Any request on this link is a machine: no person can see or reach it.
+    let honeypot = honeypot_html(&sign_click(HONEYPOT_LINK, HONEYPOT_DESTINATION)?);
+    let tracking = Tracking {
+        own_origin: base,
+        pixel_url: Some(&pixel_url),
+        footer_html: Some(&footer),
+        unsubscribe_url: &unsubscribe_url,
+        honeypot_html: Some(&honeypot),
     };
     let (rendered, links) = match c.template.prepared() {
         // The template was rewritten once at compile time: fill in this recipient's URLs.
@@ -198,6 +205,7 @@ pub fn compose<C: Serialize>(
                 preferences_url: &preferences_url,
                 links: Some(&urls),
                 tail: Some(&tail),
+                head: Some(&honeypot),
             })?;
             (rendered, links)
         }
@@ -209,6 +217,7 @@ pub fn compose<C: Serialize>(
                 preferences_url: &preferences_url,
                 links: None,
                 tail: None,
+                head: None,
             })?;
             let mut sign_error = None;
             let mut sign = |index: u16, url: &str| match sign_click(index, url) {
@@ -380,9 +389,20 @@ mod tests {
         // Every token in the letter verifies for its purpose and names this campaign and contact.
         let now = 1_790_000_100;
         let click = decode_tokens(&html, "https://t.example/c/");
-        assert!(!click.is_empty());
-        let claims = keys
+        assert_eq!(click.len(), 2, "the honeypot and the sale: {html}");
+        // First in the body: the hidden honeypot, a signed click of its own link index.
+        let honeypot = keys
             .verify(&click[0], Purpose::Click, now)
+            .expect("honeypot verifies")
+            .link
+            .expect("link");
+        assert_eq!(
+            (honeypot.index, honeypot.url.as_str()),
+            (HONEYPOT_LINK, HONEYPOT_DESTINATION)
+        );
+        assert!(html.contains(r#"aria-hidden="true" tabindex="-1" style="display:none!important"#));
+        let claims = keys
+            .verify(&click[1], Purpose::Click, now)
             .expect("click verifies");
         assert_eq!(
             (claims.campaign.as_str(), claims.contact.as_str()),
@@ -434,8 +454,9 @@ mod tests {
         .expect("composes");
         assert_eq!(out.links, [(0, "https://bo.shop.example/cart".to_owned())]);
         let click = decode_tokens(&out.html, "https://t.example/c/");
+        assert_eq!(click.len(), 2, "the honeypot first, then the cart");
         let claims = keys
-            .verify(&click[0], Purpose::Click, 1_790_000_100)
+            .verify(&click[1], Purpose::Click, 1_790_000_100)
             .expect("verifies");
         assert_eq!(
             claims.link.expect("link").url,

@@ -1,7 +1,7 @@
 //! Tracking rewrite of an HTML part, streamed through lol_html: every `http(s)` link becomes a
 //! signed click URL (except links to our own origin, such as unsubscribe, and links marked
-//! `data-epistola-track="off"`), the open pixel goes at the end of the body, and a visible
-//! unsubscribe footer is added when the template has none.
+//! `data-epistola-track="off"`), the hidden honeypot link goes at the start of the body, the open
+//! pixel at its end, and a visible unsubscribe footer is added when the template has none.
 //!
 //! Two ways to do it. [`prepare`] rewrites the *template* once, when it is compiled: each static
 //! link becomes a placeholder the template engine fills per recipient, so sending a letter runs no
@@ -11,6 +11,7 @@
 use epistola_core::html::unescape_attribute;
 use epistola_core::track::MAX_LINKS;
 use epistola_core::url::validate_destination;
+use lol_html::html_content::ContentType;
 use lol_html::{element, rewrite_str, RewriteStrSettings};
 
 /// The attribute that opts one link out of click tracking (removed from the output).
@@ -26,6 +27,8 @@ pub struct Tracking<'a> {
     /// HTML appended to the body when the letter does not already link to `unsubscribe_url`.
     pub footer_html: Option<&'a str>,
     pub unsubscribe_url: &'a str,
+    /// The hidden honeypot link's markup (`core::track::honeypot_html`), put first in the body.
+    pub honeypot_html: Option<&'a str>,
 }
 
 /// The rewritten HTML and the destination of every link index it signed.
@@ -48,41 +51,57 @@ pub fn rewrite(
 ) -> Result<Rewritten, RewriteError> {
     let mut links: Vec<(u16, String)> = Vec::new();
     let mut has_unsubscribe = false;
+    let head = tracking.honeypot_html.unwrap_or_default();
+    let mut has_body = false;
     let mut result = rewrite_str(
         html,
         RewriteStrSettings {
-            element_content_handlers: vec![element!("a[href]", |el| {
-                let Some(raw) = el.get_attribute("href") else {
-                    return Ok(());
-                };
-                let href = unescape_attribute(raw.trim()).into_owned();
-                if !tracking.unsubscribe_url.is_empty() && href == tracking.unsubscribe_url {
-                    has_unsubscribe = true;
-                }
-                let opted_out = el
-                    .get_attribute(NO_TRACK_ATTRIBUTE)
-                    .is_some_and(|v| v == "off");
-                el.remove_attribute(NO_TRACK_ATTRIBUTE);
-                let own = !tracking.own_origin.is_empty() && href.starts_with(tracking.own_origin);
-                if opted_out
-                    || own
-                    || links.len() >= MAX_LINKS
-                    || validate_destination(&href).is_err()
-                {
-                    return Ok(());
-                }
-                // MAX_LINKS < u16::MAX.
-                let index = links.len() as u16;
-                if let Some(tracked) = sign(index, &href) {
-                    el.set_attribute("href", &tracked)?;
-                    links.push((index, href));
-                }
-                Ok(())
-            })],
+            element_content_handlers: vec![
+                element!("body", |el| {
+                    if !has_body {
+                        has_body = true;
+                        el.prepend(head, ContentType::Html);
+                    }
+                    Ok(())
+                }),
+                element!("a[href]", |el| {
+                    let Some(raw) = el.get_attribute("href") else {
+                        return Ok(());
+                    };
+                    let href = unescape_attribute(raw.trim()).into_owned();
+                    if !tracking.unsubscribe_url.is_empty() && href == tracking.unsubscribe_url {
+                        has_unsubscribe = true;
+                    }
+                    let opted_out = el
+                        .get_attribute(NO_TRACK_ATTRIBUTE)
+                        .is_some_and(|v| v == "off");
+                    el.remove_attribute(NO_TRACK_ATTRIBUTE);
+                    let own =
+                        !tracking.own_origin.is_empty() && href.starts_with(tracking.own_origin);
+                    if opted_out
+                        || own
+                        || links.len() >= MAX_LINKS
+                        || validate_destination(&href).is_err()
+                    {
+                        return Ok(());
+                    }
+                    // MAX_LINKS < u16::MAX.
+                    let index = links.len() as u16;
+                    if let Some(tracked) = sign(index, &href) {
+                        el.set_attribute("href", &tracked)?;
+                        links.push((index, href));
+                    }
+                    Ok(())
+                }),
+            ],
             ..RewriteStrSettings::new()
         },
     )
     .map_err(|e| RewriteError(e.to_string()))?;
+    if !has_body {
+        // A fragment: the honeypot goes first.
+        result.insert_str(0, head);
+    }
     // Footer and pixel go just before the last `</body>`, or at the end of a fragment.
     let tail = tail_html(tracking, has_unsubscribe);
     let at = rfind_ignore_ascii_case(&result, "</body>").unwrap_or(result.len());
@@ -97,6 +116,8 @@ pub fn rewrite(
 pub const LINKS_VAR: &str = "__epistola_links";
 /// Context variable holding the footer and pixel HTML of a prepared template.
 pub const TAIL_VAR: &str = "__epistola_tail";
+/// Context variable holding what goes first in the body of a prepared template (the honeypot).
+pub const HEAD_VAR: &str = "__epistola_head";
 
 /// A template's HTML rewritten once for tracking, see [`prepare`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,51 +148,66 @@ pub fn prepare(source: &str) -> Result<Option<Prepared>, RewriteError> {
     let mut links: Vec<String> = Vec::new();
     let mut dynamic = false;
     let mut has_unsubscribe = false;
+    let head = format!("{{{{ {HEAD_VAR} | safe }}}}");
+    let mut has_body = false;
     let mut out = rewrite_str(
         source,
         RewriteStrSettings {
-            element_content_handlers: vec![element!("a", |el| {
-                if el.attributes().iter().any(|a| {
-                    is_expression(&a.name()) || (a.name() != "href" && is_expression(&a.value()))
-                }) {
-                    dynamic = true;
-                    return Ok(());
-                }
-                let Some(raw) = el.get_attribute("href") else {
-                    return Ok(());
-                };
-                let href = unescape_attribute(raw.trim()).into_owned();
-                let opted_out = el
-                    .get_attribute(NO_TRACK_ATTRIBUTE)
-                    .is_some_and(|v| v == "off");
-                el.remove_attribute(NO_TRACK_ATTRIBUTE);
-                if is_variable(&href, "unsubscribe_url") {
-                    has_unsubscribe = true;
-                    return Ok(());
-                }
-                if is_variable(&href, "preferences_url") || opted_out {
-                    return Ok(());
-                }
-                if is_expression(&href) {
-                    dynamic = true;
-                    return Ok(());
-                }
-                if links.len() >= MAX_LINKS || validate_destination(&href).is_err() {
-                    return Ok(());
-                }
-                el.set_attribute(
-                    "href",
-                    &format!("{{{{ {LINKS_VAR}[{}] | safe }}}}", links.len()),
-                )?;
-                links.push(href);
-                Ok(())
-            })],
+            element_content_handlers: vec![
+                element!("body", |el| {
+                    if !has_body {
+                        has_body = true;
+                        el.prepend(&head, ContentType::Html);
+                    }
+                    Ok(())
+                }),
+                element!("a", |el| {
+                    if el.attributes().iter().any(|a| {
+                        is_expression(&a.name())
+                            || (a.name() != "href" && is_expression(&a.value()))
+                    }) {
+                        dynamic = true;
+                        return Ok(());
+                    }
+                    let Some(raw) = el.get_attribute("href") else {
+                        return Ok(());
+                    };
+                    let href = unescape_attribute(raw.trim()).into_owned();
+                    let opted_out = el
+                        .get_attribute(NO_TRACK_ATTRIBUTE)
+                        .is_some_and(|v| v == "off");
+                    el.remove_attribute(NO_TRACK_ATTRIBUTE);
+                    if is_variable(&href, "unsubscribe_url") {
+                        has_unsubscribe = true;
+                        return Ok(());
+                    }
+                    if is_variable(&href, "preferences_url") || opted_out {
+                        return Ok(());
+                    }
+                    if is_expression(&href) {
+                        dynamic = true;
+                        return Ok(());
+                    }
+                    if links.len() >= MAX_LINKS || validate_destination(&href).is_err() {
+                        return Ok(());
+                    }
+                    el.set_attribute(
+                        "href",
+                        &format!("{{{{ {LINKS_VAR}[{}] | safe }}}}", links.len()),
+                    )?;
+                    links.push(href);
+                    Ok(())
+                }),
+            ],
             ..RewriteStrSettings::new()
         },
     )
     .map_err(|e| RewriteError(e.to_string()))?;
     if dynamic {
         return Ok(None);
+    }
+    if !has_body {
+        out.insert_str(0, &head);
     }
     let at = rfind_ignore_ascii_case(&out, "</body>").unwrap_or(out.len());
     out.insert_str(at, &format!("{{{{ {TAIL_VAR} | safe }}}}"));
@@ -274,7 +310,37 @@ mod tests {
             pixel_url: Some("https://t.example/o/PIX.gif"),
             footer_html: Some(r#"<p><a href="https://t.example/u/UNSUB">Unsubscribe</a></p>"#),
             unsubscribe_url: "https://t.example/u/UNSUB",
+            honeypot_html: Some(HONEYPOT),
         }
+    }
+
+    const HONEYPOT: &str = r#"<a href="https://t.example/c/HP" aria-hidden="true"></a>"#;
+
+    #[test]
+    fn the_honeypot_goes_first_in_the_body_or_first_in_a_fragment() {
+        let page = r#"<html><head><title>t</title></head><body class="x"><p><a href="https://shop.example/a">A</a></p></body></html>"#;
+        let out = rewrite(page, &tracking(), &mut signer).expect("rewrites");
+        assert!(
+            out.html
+                .contains(&format!(r#"<body class="x">{HONEYPOT}<p>"#)),
+            "{}",
+            out.html
+        );
+        assert_eq!(out.html.matches("/c/HP").count(), 1);
+        assert_eq!(out.links.len(), 1, "the honeypot is no link of the letter");
+        let fragment = rewrite("<p>Hi</p>", &tracking(), &mut signer).expect("rewrites");
+        assert!(fragment.html.starts_with(HONEYPOT), "{}", fragment.html);
+        // A prepared template gets a placeholder in the same place.
+        let prepared = prepare(page).expect("prepares").expect("static links");
+        assert!(
+            prepared.source.contains(&format!(
+                r#"<body class="x">{{{{ {HEAD_VAR} | safe }}}}<p>"#
+            )),
+            "{}",
+            prepared.source
+        );
+        let prepared = prepare("<p>Hi</p>").expect("prepares").expect("static");
+        assert!(prepared.source.starts_with("{{ __epistola_head | safe }}"));
     }
 
     fn signer(index: u16, url: &str) -> Option<String> {
@@ -332,7 +398,7 @@ mod tests {
         .expect("rewrites");
         assert_eq!(
             out.html,
-            r#"<html><body><p>Hi</p><p><a href="https://t.example/u/UNSUB">Unsubscribe</a></p><img src="https://t.example/o/PIX.gif" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px"></body></html>"#
+            r#"<html><body><a href="https://t.example/c/HP" aria-hidden="true"></a><p>Hi</p><p><a href="https://t.example/u/UNSUB">Unsubscribe</a></p><img src="https://t.example/o/PIX.gif" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px"></body></html>"#
         );
     }
 
@@ -348,8 +414,9 @@ mod tests {
     fn a_fragment_without_body_still_gets_pixel_and_footer() {
         let out = rewrite("<p>Hi</p>", &tracking(), &mut signer).expect("rewrites");
         assert!(
-            out.html
-                .starts_with("<p>Hi</p><p><a href=\"https://t.example/u/UNSUB\">"),
+            out.html.starts_with(&format!(
+                "{HONEYPOT}<p>Hi</p><p><a href=\"https://t.example/u/UNSUB\">"
+            )),
             "{}",
             out.html
         );
@@ -366,7 +433,7 @@ mod tests {
         assert!(p.has_unsubscribe);
         assert!(
             p.source
-                .starts_with(r#"<body><a href="{{ __epistola_links[0] | safe }}">A</a>"#),
+                .starts_with(r#"<body>{{ __epistola_head | safe }}<a href="{{ __epistola_links[0] | safe }}">A</a>"#),
             "{}",
             p.source
         );

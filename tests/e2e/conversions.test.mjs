@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startSendingSystem, api, stats, daytimeZone, launchBrowser, DEMO_SITE, ROOT } from './harness.mjs';
+import { startSendingSystem, api, stats, daytimeZone, launchBrowser, visibleLinks, honeypotLink, DEMO_SITE, ROOT } from './harness.mjs';
 import { serveStatic } from '../../scripts/static-server.mjs';
 
 const SHOTS = join(ROOT, 'tests/e2e/out');
@@ -22,6 +22,7 @@ let shop;
 let shopOrigin;
 let browser;
 let clickOfBo; // a tracked link from Bo's letter, for the rate-limit test
+let letterOfBo; // Bo's letter as sent, for the honeypot test
 
 before(async () => {
   sys = await startSendingSystem();
@@ -71,8 +72,9 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   assert.equal((await fetch(`${w.url}/__scheduled`)).status, 200);
   const sentAt = Date.now();
   const [letter] = await mail.waitFor((m) => to('bo@example.com')(m) && m.subject === 'New toys', { what: "Bo's letter" });
-  const clickUrl = /href="(http:\/\/127\.0\.0\.1:\d+\/c\/[A-Za-z0-9_-]+)"/.exec(letter.html)[1];
+  const [clickUrl] = visibleLinks(letter.html);
   clickOfBo = clickUrl;
+  letterOfBo = letter.html;
   // A person reads before clicking; link scanners follow links within seconds of delivery.
   await sleep(Math.max(0, sentAt + 11_000 - Date.now()));
 
@@ -86,7 +88,7 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   assert.match(attribution, /^[A-Za-z0-9_-]{40,}$/);
   assert.equal(redirect.headers.get('referrer-policy'), 'no-referrer');
   // A third party the letter links to gets exactly the signed destination: no token leaks to it.
-  const clickUrls = [...letter.html.matchAll(/href="(http:\/\/127\.0\.0\.1:\d+\/c\/[A-Za-z0-9_-]+)"/g)].map((m) => m[1]);
+  const clickUrls = visibleLinks(letter.html);
   assert.equal(clickUrls.length, 3, 'three tracked links');
   const manual = await fetch(clickUrls[2], { method: 'HEAD', redirect: 'manual' });
   assert.equal(manual.headers.get('location'), 'https://manuals.example/toy-7');
@@ -178,6 +180,38 @@ test('a click in a letter, a visit, an order: revenue on the campaign, per link 
   assert.equal(bo.messages.filter((m) => m.campaign_id === 'autumn').length, 1);
   assert.ok(!JSON.stringify(exported.json).includes('ip_hash'), 'keyed hashes are not exported');
   assert.equal((await api(w, 'GET', '/v1/contacts/bo@example.com/export', { token: w.tokens.statsOnly })).status, 403);
+});
+
+test("the letter's honeypot link: nothing a person sees, hears or reaches with the keyboard", async () => {
+  assert.ok(letterOfBo, 'the first test ran');
+  const honeypot = honeypotLink(letterOfBo);
+  assert.match(honeypot, /^http:\/\/127\.0\.0\.1:\d+\/c\/[A-Za-z0-9_-]+$/, 'a signed click link');
+  const page = await (await browser.newContext({ viewport: { width: 390, height: 844 } })).newPage();
+  await page.setContent(letterOfBo);
+  const trap = page.locator('a[aria-hidden="true"]');
+  assert.equal(await trap.count(), 1);
+  assert.equal(await trap.getAttribute('href'), honeypot);
+  assert.equal(await page.evaluate(() => document.body.firstElementChild.getAttribute('aria-hidden')), 'true', 'first in the body');
+  assert.equal(await trap.isVisible(), false, 'not rendered');
+  assert.equal(await trap.boundingBox(), null, 'no box in the layout');
+  assert.equal(await trap.innerText(), '', 'no text, even where styles are stripped');
+  // Not in what a screen reader gets: every link of the letter but this one.
+  const tree = await page.locator('body').ariaSnapshot();
+  const anchors = await page.locator('a').count();
+  assert.equal((tree.match(/- link\b/g) ?? []).length, anchors - 1, tree);
+  assert.match(tree, /link "See the toy"/);
+  // Tab through every stop: the visible links are reached, the honeypot never.
+  const reached = [];
+  for (let i = 0; i < 12; i++) {
+    await page.keyboard.press('Tab');
+    reached.push(await page.evaluate(() => document.activeElement?.getAttribute('href') ?? ''));
+  }
+  assert.ok(reached.some((h) => visibleLinks(`<a href="${h}">`).length === 1), `visible links are reachable: ${reached}`);
+  assert.ok(!reached.includes(honeypot), 'no tab stop on the honeypot');
+  // With the letter's styles gone (a client that strips them), it still shows nothing.
+  await page.evaluate(() => document.querySelectorAll('[style]').forEach((e) => e.removeAttribute('style')));
+  assert.equal(await trap.boundingBox().then((b) => (b ? b.width * b.height : 0)), 0);
+  await page.context().close();
 });
 
 test('dashboard: sign-in, numbers, chart, comparison and CSV that matches the JSON', async () => {

@@ -324,6 +324,23 @@ export async function settledStats(w, campaign, done, { timeoutMs = 30_000, sett
   return stats(w, campaign);
 }
 
+/**
+ * The tracked links of a letter a person can see and follow, in order: every `/c/` link except the
+ * hidden honeypot (the one `<a>` marked `aria-hidden`).
+ */
+export function visibleLinks(html) {
+  return [...html.matchAll(/<a\b[^>]*>/g)]
+    .filter((m) => !/aria-hidden="true"/.test(m[0]))
+    .map((m) => /href="(https?:\/\/[^"]+\/c\/[A-Za-z0-9_-]+)"/.exec(m[0])?.[1])
+    .filter(Boolean);
+}
+
+/** The letter's hidden honeypot link (`undefined` if it has none). */
+export function honeypotLink(html) {
+  const tag = [...html.matchAll(/<a\b[^>]*>/g)].find((m) => /aria-hidden="true"/.test(m[0]));
+  return tag && /href="([^"]+)"/.exec(tag[0])?.[1];
+}
+
 /** The path of a URL the API returned, so tests can call the worker they started. */
 export function pathOf(u) {
   const x = new URL(u);

@@ -2,7 +2,7 @@
 //! by any tool can use Epistola's tracking.
 
 use epistola_core::auth::Scope;
-use epistola_core::track::{sign_message, SignLinksRequest};
+use epistola_core::track::{honeypot_html, sign_message, SignLinksRequest};
 use serde::Serialize;
 use worker::{Env, Request, Response};
 
@@ -25,6 +25,12 @@ struct SignedUrls {
     pixel_url: String,
     links: Vec<SignedLink>,
     unsubscribe_url: String,
+    /// The hidden honeypot link (only with a `message` id) and its markup for the start of the
+    /// body: any request on it marks the message's clicks around it as a scanner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    honeypot_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    honeypot_html: Option<String>,
     /// Headers to add to the message so mail clients offer one-click unsubscribe (RFC 8058).
     headers: UnsubscribeHeaders,
 }
@@ -51,7 +57,10 @@ pub async fn sign_links(mut req: Request, env: &Env, now: u64) -> ApiResult<Resp
         .collect();
     store::register_links(env, &body.campaign, &links).await?;
     let unsubscribe_url = format!("{base}/u/{}", signed.unsubscribe);
+    let honeypot_url = signed.honeypot.map(|t| format!("{base}/c/{t}"));
     let out = SignedUrls {
+        honeypot_html: honeypot_url.as_deref().map(honeypot_html),
+        honeypot_url,
         pixel_url: format!("{base}/o/{}.gif", signed.open),
         links: signed
             .clicks

@@ -9,6 +9,7 @@ use epistola_core::classify::{classify, Interaction, Signals};
 use epistola_core::conversion::{append_query_param, is_first_party, ATTRIBUTION_PARAM};
 use epistola_core::event::{event_id, EventKind, QueueMessage, TrackEvent};
 use epistola_core::token::{Claims, Link, Purpose, TokenError};
+use epistola_core::track::HONEYPOT_LINK;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
@@ -24,7 +25,8 @@ pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> R
 }
 
 /// `GET|HEAD /c/{token}`: `302` to the signed destination, or a `400` page with no `Location`.
-/// A destination on one of the sites' own origins also gets the attribution parameter.
+/// A destination on one of the sites' own origins also gets the attribution parameter. The
+/// letter's hidden honeypot link answers a page of its own: only machines follow it.
 pub async fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
     match config::verify_token(env, token, Purpose::Click, now) {
         Ok(claims) => {
@@ -32,6 +34,10 @@ pub async fn click(req: &Request, env: &Env, ctx: &Context, token: &str, now: u6
                 // verify() guarantees a link on click tokens; stay total anyway.
                 return invalid_link_page();
             };
+            if link.index == HONEYPOT_LINK {
+                record(req, env, ctx, EventKind::Click, &claims, now);
+                return http::page(200, "Nothing here", "<p>This link leads nowhere.</p>");
+            }
             let origins = store::site_origins(env, now).await;
             let first_party = is_first_party(&origins, &link.url);
             let location = match first_party
@@ -177,6 +183,10 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
                     .any(|h| header(h).is_some()),
                 seconds_since_send: now as i64 - i64::from(claims.issued_at),
                 known_bot: user_agent.as_deref().is_some_and(known_bots::is_known_bot),
+                honeypot: claims
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.index == HONEYPOT_LINK),
             };
             let interaction = if kind == EventKind::Open {
                 Interaction::Open
