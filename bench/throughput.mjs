@@ -5,6 +5,7 @@
 // Load comes from wrk on loopback; each case runs `rounds` times, interleaved, best round kept.
 
 import { spawn, execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { WORKERD, token, vectors, writeConfig } from './workerd.mjs';
 
 const SECONDS = Number(process.argv[2] ?? 10);
@@ -74,24 +75,34 @@ for (const url of Object.values(cases)) {
 }
 const best = {};
 let recorded = 0; // requests that must each have produced one enqueue
-const sinkCount = async () => (await (await fetch('http://127.0.0.1:9183/count')).json()).received;
+const sinkCount = async () => (await fetch('http://127.0.0.1:9183/count')).json();
 const sinkBefore = await sinkCount();
+// CPU time of the workerd process (all its workers, the queue sink too), in ms: Linux clock ticks.
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }));
+const cpuMs = () => {
+  const fields = readFileSync(`/proc/${workerd.pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime + stime
+};
 for (let round = 0; round < ROUNDS; round++) {
   for (const [name, url] of Object.entries(cases)) {
+    const cpuBefore = cpuMs();
     const r = wrk(url);
+    r.cpuUs = ((cpuMs() - cpuBefore) * 1000) / r.total;
     if (/^(epistola pixel \(|epistola click|JS-equivalent)/.test(name)) recorded += r.total;
     if (!best[name] || r.rps > best[name].rps) best[name] = r;
   }
 }
 await sleep(2000); // let the last waitUntil sends finish
-const enqueued = (await sinkCount()) - sinkBefore;
+const sinkAfter = await sinkCount();
+const enqueued = sinkAfter.received - sinkBefore.received;
+const sends = sinkAfter.sends - sinkBefore.sends;
 stop();
 const floor = best['floor: JS GIF only'].rps;
 console.log(`\nbare workerd, wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, best of ${ROUNDS} interleaved rounds`);
-console.log(`${'case'.padEnd(52)} ${'req/s'.padStart(9)} ${'p99'.padStart(9)} ${'× floor'.padStart(8)}`);
+console.log(`${'case'.padEnd(52)} ${'req/s'.padStart(9)} ${'p99'.padStart(9)} ${'× floor'.padStart(8)} ${'CPU µs/req'.padStart(11)}`);
 for (const [name, r] of Object.entries(best)) {
   const bad = r.non2xx && !name.includes('click') ? `  (${r.non2xx} non-2xx/3xx!)` : '';
-  console.log(`${name.padEnd(52)} ${r.rps.toFixed(0).padStart(9)} ${r.p99.padStart(9)} ${(r.rps / floor).toFixed(2).padStart(8)}${bad}`);
+  console.log(`${name.padEnd(52)} ${r.rps.toFixed(0).padStart(9)} ${r.p99.padStart(9)} ${(r.rps / floor).toFixed(2).padStart(8)} ${r.cpuUs.toFixed(0).padStart(11)}${bad}`);
 }
-console.log(`\nqueue sink received ${enqueued} sends for ${recorded} genuine pixel/click requests (plus warm-up); ${enqueueFailures} enqueue failures logged`);
+console.log(`\nqueue sink received ${enqueued} events in ${sends} sends (${(enqueued / sends).toFixed(1)} per send) for ${recorded} genuine pixel/click requests (plus warm-up); ${enqueueFailures} enqueue failures logged`);
 if (enqueueFailures) console.log(`last failure: ${lastFailure}`);

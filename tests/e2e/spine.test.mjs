@@ -190,6 +190,30 @@ test('replayed batches change no counter', async () => {
   assert.equal(series, 33, 'the hourly series adds up to the totals');
 });
 
+test('thousands of concurrent opens, their queue sends coalesced per isolate, are each counted once', async () => {
+  // The edge coalesces the events of concurrent requests into one sendBatch (worker/js/coalesce.js);
+  // every batch is replayed by the consumer too.
+  const readers = await Promise.all(Array.from({ length: 40 }, (_, i) =>
+    signLinks(w, { campaign: 'many-opens', contact: `reader-${i}`, message: `letter-${i}` })));
+  const OPENS = 3000;
+  let next = 0;
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (next < OPENS) {
+      const i = next++;
+      const r = await fetch(w.url + pathOf(readers[i % readers.length].pixel_url), { headers: { 'user-agent': CHROME } });
+      assert.equal(r.status, 200);
+      await r.arrayBuffer();
+    }
+  }));
+  const s = await settledStats(w, 'many-opens', (s) => s.opens.total >= OPENS, { timeoutMs: 120_000, settleMs: 6_000 });
+  assert.equal(s.opens.total, OPENS);
+  assert.equal(s.opens.unique, readers.length);
+  assert.equal(s.series.reduce((n, p) => n + p.opens.human + p.opens.privacy_proxy + p.opens.scanner, 0), OPENS);
+  assert.equal(await eventsOf('many-opens'), OPENS);
+  const log = w.log.join('');
+  assert.doesNotMatch(log, /different request context|not enqueued|hang/i, 'no cross-request promise, no lost send');
+});
+
 test('clicks imply opens: a person who clicks without fetching the pixel opened, counted once', async () => {
   // Three links: two of them clicked at once is a person in a hurry, every link at once a scanner's
   // burst (relabel.test.mjs).

@@ -9,6 +9,7 @@ use worker::{
     ScheduledEvent,
 };
 
+mod coalesce;
 mod consumer;
 mod known_bots;
 mod routes;

@@ -13,7 +13,7 @@ use epistola_core::track::HONEYPOT_LINK;
 use worker::{Context, Env, Method, Request, Response};
 
 use crate::http::{self, escape_html};
-use crate::{bindings, config, known_bots, random, store};
+use crate::{bindings, coalesce, config, known_bots, random, store};
 
 /// `GET|HEAD /o/{token}[.gif]`: always the GIF; an open is recorded only for a genuine token.
 pub fn open(req: &Request, env: &Env, ctx: &Context, token: &str, now: u64) -> Response {
@@ -213,10 +213,5 @@ fn record(req: &Request, env: &Env, ctx: &Context, kind: EventKind, claims: &Cla
         reason,
         ip_hash,
     });
-    let env = env.clone();
-    ctx.wait_until(async move {
-        if let Err(e) = store::enqueue(&env, bindings::EVENTS, &message).await {
-            worker::console_error!("event not enqueued: {e}");
-        }
-    });
+    coalesce::enqueue(env, ctx, bindings::EVENTS, &message);
 }
