@@ -34,11 +34,10 @@ pub async fn tick(env: &Env, now: u64) {
         return;
     };
     let answer = match env.service(bindings::SENDER) {
-        Ok(sender) => {
-            sender
-                .fetch("https://sender.internal/internal/tick", Some(post(&proof)))
-                .await
-        }
+        Ok(sender) => match tick_request(&proof) {
+            Ok(req) => sender.fetch_request(req).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match answer {
@@ -52,12 +51,16 @@ pub async fn tick(env: &Env, now: u64) {
     }
 }
 
-fn post(proof: &str) -> worker::RequestInit {
+/// The tick's POST to the sending worker.
+fn tick_request(proof: &str) -> worker::Result<Request> {
     let headers = worker::Headers::new();
-    let _ = headers.set(TICK_PROOF_HEADER, proof);
-    let mut init = worker::RequestInit::new();
-    init.with_method(worker::Method::Post).with_headers(headers);
-    init
+    headers.set(TICK_PROOF_HEADER, proof)?;
+    epistola_worker_kit::http::new_request(
+        "https://sender.internal/internal/tick",
+        "POST",
+        &headers,
+        None,
+    )
 }
 
 pub async fn forward(req: Request, env: &Env) -> Response {
