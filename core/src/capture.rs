@@ -357,7 +357,7 @@ mod tests {
     }
 
     fn request(json: &str) -> CaptureRequest {
-        serde_json::from_str(json).expect("request parses")
+        serde_json::from_slice(json.as_bytes()).expect("request parses")
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn current(entries: &[Entry]) -> BTreeMap<(String, Channel), bool> {
 /// The consents a capture asks for, as stored on it: `[[purpose, channel, text_version], …]`.
 /// Entries with an unknown channel are left out (the capture was validated when stored).
 pub fn pending_requests(json: &str) -> Result<Vec<(String, Channel, String)>, serde_json::Error> {
-    let rows: Vec<(String, String, String)> = serde_json::from_str(json)?;
+    let rows: Vec<(String, String, String)> = serde_json::from_slice(json.as_bytes())?;
     Ok(rows
         .into_iter()
         .filter_map(|(purpose, channel, version)| {

@@ -179,7 +179,7 @@ mod tests {
             r#"{"type":"track.v1","id":"abababababababababababababababab","kind":"click","at":1700000000,"campaign":"c","contact":"k","message":"m","link":3,"label":"scanner","reason":"head_request"}"#
         );
         assert_eq!(
-            serde_json::from_str::<QueueMessage>(&json).expect("parses"),
+            serde_json::from_slice::<QueueMessage>(json.as_bytes()).expect("parses"),
             msg
         );
     }
@@ -187,7 +187,7 @@ mod tests {
     #[test]
     fn unknown_version_is_rejected() {
         let json = r#"{"type":"track.v9","id":"x","kind":"open","at":1,"campaign":"c","contact":"","message":""}"#;
-        assert!(serde_json::from_str::<QueueMessage>(json).is_err());
+        assert!(serde_json::from_slice::<QueueMessage>(json.as_bytes()).is_err());
     }
 
     #[test]

@@ -357,7 +357,7 @@ pub(crate) mod tests {
     use super::*;
 
     pub fn demo_site() -> SiteConfig {
-        serde_json::from_str(include_str!("../../tests/vectors/site.json"))
+        serde_json::from_slice(include_bytes!("../../tests/vectors/site.json"))
             .expect("the demo site parses")
     }
 

@@ -24,7 +24,8 @@ fn read(name: &str) -> Value {
     let path = vectors_dir().join(name);
     let text =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+    serde_json::from_slice(text.as_bytes())
+        .unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
 }
 
 const NOW: u64 = 1_790_000_000;

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 const SITE: &str = include_str!("../../tests/vectors/site.json");
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(site) = serde_json::from_str::<SiteConfig>(SITE) else {
+    let Ok(site) = serde_json::from_slice::<SiteConfig>(SITE.as_bytes()) else {
         return;
     };
     let Ok(request) = serde_json::from_slice::<CaptureRequest>(data) else {

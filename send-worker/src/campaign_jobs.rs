@@ -43,7 +43,7 @@ pub fn contact_attributes(c: &ContactRow) -> BTreeMap<String, String> {
 pub fn contact_tags(c: &ContactRow) -> BTreeSet<String> {
     c.tags
         .as_deref()
-        .and_then(|t| serde_json::from_str::<Vec<String>>(t).ok())
+        .and_then(|t| serde_json::from_slice::<Vec<String>>(t.as_bytes()).ok())
         .unwrap_or_default()
         .into_iter()
         .collect()
@@ -128,7 +128,7 @@ struct FanOut {
 }
 
 async fn fan_out(env: &Env, c: &CampaignRow, now: u64) -> worker::Result<FanOut> {
-    let Ok(rule) = serde_json::from_str::<serde_json::Value>(&c.segment)
+    let Ok(rule) = serde_json::from_slice::<serde_json::Value>(c.segment.as_bytes())
         .map_err(|e| e.to_string())
         .and_then(|v| segment::parse(&v).map_err(|e| e.to_string()))
     else {
@@ -239,7 +239,7 @@ pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobResult 
     let window = match campaign.send_window.as_deref() {
         None => None,
         Some(w) => Some(
-            serde_json::from_str::<WindowInput>(w)
+            serde_json::from_slice::<WindowInput>(w.as_bytes())
                 .map_err(|e| JobError::corrupt(format!("campaign {} send window", campaign.id), e))?
                 .to_window(),
         ),
@@ -316,7 +316,7 @@ pub async fn run_chunk(env: &Env, chunk: &CampaignChunk, now: u64) -> JobResult 
 
 /// A template's audience tags (attribute → wanted value), decoded once.
 pub fn template_audience(t: &TemplateRow) -> Result<Vec<(String, String)>, JobError> {
-    serde_json::from_str::<BTreeMap<String, String>>(&t.audience)
+    serde_json::from_slice::<BTreeMap<String, String>>(t.audience.as_bytes())
         .map(|m| m.into_iter().collect())
         .map_err(|e| JobError::corrupt(format!("template {} audience", t.id), e))
 }

@@ -62,7 +62,7 @@ pub async fn run_chunk(env: &Env, chunk: &ChainChunk, now: u64) -> JobResult {
     if chain.status != "active" {
         return Ok(JobOutcome::Done);
     }
-    let steps: Vec<StepInput> = serde_json::from_str(&chain.steps)
+    let steps: Vec<StepInput> = serde_json::from_slice(chain.steps.as_bytes())
         .map_err(|e| JobError::corrupt(format!("chain {} steps", chain.id), e))?;
     let Some(step) = steps.get(chunk.step) else {
         return Err(JobError::corrupt(

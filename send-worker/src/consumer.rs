@@ -27,7 +27,7 @@ async fn run(env: &Env, message: &RawMessage, now: u64) -> JobResult {
         .as_string()
         .ok_or_else(|| JobError::corrupt("queue message", "not text"))
         .and_then(|text| {
-            serde_json::from_str::<SendJob>(&text)
+            serde_json::from_slice::<SendJob>(text.as_bytes())
                 .map_err(|e| JobError::corrupt("queue message", e))
         })?;
     match job {

@@ -51,7 +51,7 @@ async fn post(d: &DueDelivery, now: u64) -> Result<(), String> {
     let body = json!({
         "type": d.kind,
         "timestamp": timestamp(d.occurred_at),
-        "data": serde_json::from_str::<serde_json::Value>(&d.payload).unwrap_or_default(),
+        "data": serde_json::from_slice::<serde_json::Value>(d.payload.as_bytes()).unwrap_or_default(),
     })
     .to_string();
     let signature = sign(&d.secret, &d.id, now, &body).map_err(|e| e.to_string())?;

@@ -130,8 +130,9 @@ mod tests {
     use super::*;
 
     fn site(locale: &str) -> SiteConfig {
-        let mut s: SiteConfig = serde_json::from_str(include_str!("../../tests/vectors/site.json"))
-            .expect("demo site parses");
+        let mut s: SiteConfig =
+            serde_json::from_slice(include_bytes!("../../tests/vectors/site.json"))
+                .expect("demo site parses");
         s.locale = locale.into();
         s
     }

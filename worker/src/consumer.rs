@@ -20,7 +20,7 @@ pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u6
         let decoded_message = message
             .body()
             .as_string()
-            .and_then(|text| serde_json::from_str::<QueueMessage>(&text).ok());
+            .and_then(|text| serde_json::from_slice::<QueueMessage>(text.as_bytes()).ok());
         match decoded_message {
             Some(QueueMessage::TrackV1(event)) if is_event_id(&event.id) => {
                 events.push(event);

@@ -144,7 +144,7 @@ pub fn contact_attributes(
     fields: &str,
 ) -> Result<BTreeMap<String, String>, serde_json::Error> {
     let custom: BTreeMap<String, String> =
-        serde_json::from_str::<BTreeMap<String, serde_json::Value>>(fields)?
+        serde_json::from_slice::<BTreeMap<String, serde_json::Value>>(fields.as_bytes())?
             .into_iter()
             .filter_map(|(k, v)| match v {
                 serde_json::Value::String(s) => Some((k, s)),
@@ -184,7 +184,7 @@ fn decode(
     )
     .map_err(|e| (recipient(), format!("contact fields: {e}")))?;
     let mut ledger: Vec<(i64, String, String, String)> =
-        serde_json::from_str(row.ledger.as_deref().unwrap_or("[]"))
+        serde_json::from_slice(row.ledger.as_deref().unwrap_or("[]").as_bytes())
             .map_err(|e| (recipient(), format!("consent ledger: {e}")))?;
     ledger.sort_by_key(|(seq, ..)| *seq);
     let ledger = ledger
@@ -199,7 +199,7 @@ fn decode(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let recent: Vec<i64> = serde_json::from_str(row.recent.as_deref().unwrap_or("[]"))
+    let recent: Vec<i64> = serde_json::from_slice(row.recent.as_deref().unwrap_or("[]").as_bytes())
         .map_err(|e| (recipient(), format!("recent sends: {e}")))?;
     Ok(Gathered {
         domain: mail_domain(&row.email),

@@ -50,7 +50,7 @@ pub fn duplicate_content_seconds(env: &Env) -> u64 {
 
 pub fn send_limits(env: &Env) -> Limits {
     match config::text(env, SEND_LIMITS) {
-        Some(json) => serde_json::from_str(&json).unwrap_or_else(|e| {
+        Some(json) => serde_json::from_slice(json.as_bytes()).unwrap_or_else(|e| {
             worker::console_error!("{SEND_LIMITS} is invalid ({e}); using the defaults");
             Limits::default()
         }),
@@ -61,7 +61,7 @@ pub fn send_limits(env: &Env) -> Limits {
 fn domain_throttles(env: &Env) -> BTreeMap<String, u32> {
     config::text(env, DOMAIN_THROTTLES)
         .map(|json| {
-            serde_json::from_str::<BTreeMap<String, u32>>(&json).unwrap_or_else(|e| {
+            serde_json::from_slice::<BTreeMap<String, u32>>(json.as_bytes()).unwrap_or_else(|e| {
                 worker::console_error!("{DOMAIN_THROTTLES} is invalid ({e}); no throttles");
                 BTreeMap::new()
             })

@@ -164,8 +164,8 @@ async fn get_json(env: &Env, id: &str, now: u64) -> ApiResult<serde_json::Value>
     Ok(json!({
         "campaign": {
             "id": c.id, "name": c.name, "site": c.site_id, "template": c.template_id, "purpose": c.purpose,
-            "segment": serde_json::from_str::<serde_json::Value>(&c.segment).unwrap_or_default(),
-            "send_window": c.send_window.as_deref().and_then(|w| serde_json::from_str::<serde_json::Value>(w).ok()),
+            "segment": serde_json::from_slice::<serde_json::Value>(c.segment.as_bytes()).unwrap_or_default(),
+            "send_window": c.send_window.as_deref().and_then(|w| serde_json::from_slice::<serde_json::Value>(w.as_bytes()).ok()),
             "anonymous": c.anonymous == 1, "sms_fallback_after_seconds": c.sms_fallback_after, "status": c.status, "audience_size": c.audience_size,
             "scheduled_at": c.scheduled_at, "created_at": c.created_at, "updated_at": c.updated_at,
             "paused": c.paused_reason.as_ref().map(|reason| json!({"reason": reason, "since": c.paused_at})),

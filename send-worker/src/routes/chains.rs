@@ -64,7 +64,7 @@ async fn chain_json(env: &Env, id: &str) -> ApiResult<Value> {
     let c = store::get_chain(env, id)
         .await?
         .ok_or_else(|| ApiError::new(404, "not_found", "no such chain"))?;
-    let steps: Value = serde_json::from_str(&c.steps).unwrap_or_default();
+    let steps: Value = serde_json::from_slice(c.steps.as_bytes()).unwrap_or_default();
     let stats_ids: Vec<String> = (0..steps.as_array().map_or(0, Vec::len))
         .map(|i| step_stats_id(&c.id, i))
         .collect();

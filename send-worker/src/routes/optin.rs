@@ -74,7 +74,7 @@ pub async fn confirm_page(env: &Env, token: &str, now: u64) -> Response {
     // are saved, and can leave instead of confirming.
     let mut details = String::new();
     let fields: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&capture.fields).unwrap_or_default();
+        serde_json::from_slice(capture.fields.as_bytes()).unwrap_or_default();
     let labelled = fields.iter().map(|(name, value)| {
         let label = site
             .fields

@@ -88,7 +88,7 @@ pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
 fn template_json(t: &TemplateRow) -> serde_json::Value {
     json!({
         "id": t.id, "name": t.name, "subject": t.subject, "html": t.html, "text": t.text, "sms": t.sms,
-        "audience": serde_json::from_str::<serde_json::Value>(&t.audience).unwrap_or_default(),
+        "audience": serde_json::from_slice::<serde_json::Value>(t.audience.as_bytes()).unwrap_or_default(),
         "updated_at": t.updated_at,
     })
 }

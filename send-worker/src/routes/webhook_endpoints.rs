@@ -48,7 +48,7 @@ pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
                 .collect();
         out.push(json!({
             "id": e.id, "url": e.url, "status": e.status, "created_at": e.created_at,
-            "events": serde_json::from_str::<serde_json::Value>(&e.events).unwrap_or_default(),
+            "events": serde_json::from_slice::<serde_json::Value>(e.events.as_bytes()).unwrap_or_default(),
             "deliveries": counts,
         }));
     }

@@ -101,7 +101,7 @@ pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Va
         .and_then(|f| f.as_str())
         .map(str::to_owned)
     {
-        contact["fields"] = serde_json::from_str(&fields).unwrap_or_default();
+        contact["fields"] = serde_json::from_slice(fields.as_bytes()).unwrap_or_default();
     }
     contact["test_list"] = serde_json::Value::Bool(contact["test_list"].as_i64() == Some(1));
     contact["tags"] = rows(1)?
@@ -338,8 +338,8 @@ pub async fn contact_export(env: &Env, id: &str) -> Result<Option<serde_json::Va
     let parse_json_column = |mut rows: Vec<serde_json::Value>, column: &str| {
         for row in &mut rows {
             if let Some(text) = row.get(column).and_then(|v| v.as_str()).map(str::to_owned) {
-                row[column] =
-                    serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+                row[column] = serde_json::from_slice(text.as_bytes())
+                    .unwrap_or(serde_json::Value::String(text));
             }
         }
         rows

@@ -131,7 +131,7 @@ pub async fn attribute_purchases(
     for (p, row) in purchases.iter().zip(rows) {
         let click = row
             .click
-            .and_then(|j| serde_json::from_str::<(String, String, i64, u64)>(&j).ok())
+            .and_then(|j| serde_json::from_slice::<(String, String, i64, u64)>(j.as_bytes()).ok())
             .map(|(campaign, message, link, at)| Touch {
                 campaign,
                 message,
@@ -141,7 +141,7 @@ pub async fn attribute_purchases(
             });
         let sms = row
             .sms
-            .and_then(|j| serde_json::from_str::<(String, String, u64)>(&j).ok())
+            .and_then(|j| serde_json::from_slice::<(String, String, u64)>(j.as_bytes()).ok())
             .map(|(campaign, send_key, at)| Touch {
                 campaign,
                 message: epistola_core::ids::message_id_for(&send_key),
