@@ -30,9 +30,9 @@ pub struct ContactInput {
     pub fields: BTreeMap<String, String>,
     #[serde(default)]
     pub tags: Vec<String>,
-    /// Receives test sends.
+    /// Receives test sends. Absent: an update leaves it as it is (a new contact is not on it).
     #[serde(default)]
-    pub test_list: bool,
+    pub test_list: Option<bool>,
     /// Consents collected elsewhere, recorded in the ledger as confirmed by the importer.
     #[serde(default)]
     pub consents: Vec<ImportedConsent>,
@@ -60,7 +60,8 @@ pub struct ValidContact {
     pub time_zone: Option<String>,
     pub fields: BTreeMap<String, String>,
     pub tags: Vec<String>,
-    pub test_list: bool,
+    /// `None`: keep what is stored.
+    pub test_list: Option<bool>,
     pub consents: Vec<(String, String, Channel, String)>,
 }
 

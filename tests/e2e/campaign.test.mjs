@@ -308,6 +308,45 @@ test('bad input: every field named, nothing half-written', async () => {
   assert.equal((await api(w, 'GET', '/v1/campaigns/bad', as(w.tokens.marketer))).status, 404);
 });
 
+test('a partial update changes only what it names: the test list, name and fields stay', async () => {
+  const m = as(w.tokens.marketer);
+  const email = 'partial.update@example.net';
+  const created = await api(w, 'POST', '/v1/contacts', {
+    ...m, body: { email, name: 'Olena', test_list: true, tags: ['staff'], fields: { shoe_size: '38' } },
+  });
+  assert.equal(created.status, 200, created.text);
+  assert.equal(created.json.contact.test_list, true);
+  const tz = await api(w, 'POST', '/v1/contacts', { ...m, body: { email, time_zone: 'Europe/Kyiv' } });
+  assert.equal(tz.status, 200, tz.text);
+  const c = tz.json.contact;
+  assert.equal(c.time_zone, 'Europe/Kyiv');
+  assert.equal(c.test_list, true, 'a time-zone update must not take the contact off the test list');
+  assert.equal(c.name, 'Olena');
+  assert.deepEqual(c.fields, { shoe_size: '38' });
+  assert.deepEqual(c.tags, ['staff']);
+
+  // CSV: a file without the column keeps it; `no` clears it; anything else is a row error.
+  const csv = async (body) => api(w, 'POST', '/v1/contacts/import', { ...m, body, headers: { 'content-type': 'text/csv' } });
+  const keep = await csv(`email,locale\n${email},uk\n`);
+  assert.equal(keep.status, 200, keep.text);
+  const afterKeep = (await api(w, 'GET', `/v1/contacts/${encodeURIComponent(email)}`, m)).json.contact;
+  assert.equal(afterKeep.test_list, true);
+  assert.equal(afterKeep.locale, 'uk');
+  const bad = await csv(`email,test_list\n${email},maybe\n`);
+  assert.equal(bad.status, 200, bad.text);
+  assert.deepEqual(bad.json.errors.map((e) => [e.row, Object.keys(e.fields)]), [[1, ['test_list']]], bad.text);
+  assert.equal((await api(w, 'GET', `/v1/contacts/${encodeURIComponent(email)}`, m)).json.contact.test_list, true);
+  const off = await csv(`email,test_list\n${email},no\n`);
+  assert.equal(off.status, 200, off.text);
+  assert.equal((await api(w, 'GET', `/v1/contacts/${encodeURIComponent(email)}`, m)).json.contact.test_list, false);
+
+  // A new contact that does not mention it is not on the test list.
+  const fresh = await api(w, 'POST', '/v1/contacts', { ...m, body: { email: 'fresh.partial@example.net' } });
+  assert.equal(fresh.status, 200, fresh.text);
+  assert.equal(fresh.json.contact.test_list, false);
+  assert.equal((await w.d1("SELECT COUNT(*) AS n FROM contacts WHERE test_list NOT IN (0, 1)"))[0].n, 0);
+});
+
 test('SMTP server down for a while: every letter goes out once it is back, none twice', async () => {
   const ports = { smtpPort: mail.smtpPort, webPort: mail.webPort };
   mail.stop();

@@ -28,7 +28,7 @@ fn stored_row(id: &str, c: &ValidContact) -> Value {
         "id": id, "email": c.email, "phone": c.phone, "name": c.name, "gender": c.gender,
         "birthday": c.birthday, "locale": c.locale, "time_zone": c.time_zone,
         "fields": serde_json::to_string(&c.fields).unwrap_or_else(|_| "{}".into()),
-        "tags": c.tags, "test_list": i64::from(c.test_list),
+        "tags": c.tags, "test_list": c.test_list.map(i64::from),
         "consents": c.consents.iter().map(|(site, purpose, channel, source)| json!([site, purpose, channel.as_str(), source])).collect::<Vec<_>>(),
     })
 }
@@ -171,7 +171,16 @@ fn csv_rows(bytes: &[u8]) -> ApiResult<Vec<Result<ContactInput, FieldErrors>>> {
                         .filter(|t| !t.is_empty())
                         .collect()
                 }
-                "test_list" => input.test_list = matches!(value, "1" | "true" | "yes"),
+                "test_list" => match value {
+                    "1" | "true" | "yes" => input.test_list = Some(true),
+                    "0" | "false" | "no" => input.test_list = Some(false),
+                    _ => {
+                        errors.insert(
+                            "test_list".into(),
+                            "must be true/false, yes/no or 1/0".into(),
+                        );
+                    }
+                },
                 other => match other
                     .strip_prefix("consent:")
                     .map(|rest| rest.split(':').collect::<Vec<_>>())

@@ -24,15 +24,24 @@ pub async fn upsert_contacts(env: &Env, rows: &[serde_json::Value], now: u64) ->
              CASE WHEN json_array_length(j.value, '$.consents') > 0 THEN 'confirmed' ELSE 'pending' END, \
              json_extract(j.value, '$.fields'), json_extract(j.value, '$.name'), json_extract(j.value, '$.gender'), \
              json_extract(j.value, '$.birthday'), json_extract(j.value, '$.locale'), json_extract(j.value, '$.time_zone'), \
-             json_extract(j.value, '$.test_list'), ?2, ?2 FROM json_each(?1) j WHERE true \
+             COALESCE(json_extract(j.value, '$.test_list'), -1), ?2, ?2 FROM json_each(?1) j WHERE true \
              ON CONFLICT (email) DO UPDATE SET phone = COALESCE(excluded.phone, phone), \
              fields = json_patch(fields, excluded.fields), name = COALESCE(excluded.name, name), \
              gender = COALESCE(excluded.gender, gender), birthday = COALESCE(excluded.birthday, birthday), \
              locale = COALESCE(excluded.locale, locale), time_zone = COALESCE(excluded.time_zone, time_zone), \
-             test_list = excluded.test_list, \
+             test_list = CASE excluded.test_list WHEN -1 THEN test_list ELSE excluded.test_list END, \
              status = CASE WHEN excluded.status = 'confirmed' THEN 'confirmed' ELSE status END, \
              origin = 'api', updated_at = excluded.updated_at",
         ).bind(&[json.clone(), at.clone()])?);
+        // -1 above is "not mentioned": an update keeps the stored value (the upsert cannot see
+        // the JSON, only `excluded`); a new contact mentioned nowhere is not on the test list.
+        statements.push(
+            db.prepare(
+                "UPDATE contacts SET test_list = 0 WHERE test_list = -1 \
+             AND email IN (SELECT json_extract(j.value, '$.email') FROM json_each(?1) j)",
+            )
+            .bind(std::slice::from_ref(&json))?,
+        );
         statements.push(db.prepare(
             "INSERT INTO contact_tags (contact_id, tag) \
              SELECT k.id, t.value FROM json_each(?1) j JOIN contacts k ON k.email = json_extract(j.value, '$.email'), \
