@@ -12,6 +12,7 @@ SHOP_PORT=8788
 MAIL_SMTP=1025
 MAIL_WEB=1080
 SMS_PORT=1081
+LETTERS_PORT=1082
 
 scripts/setup.sh
 scripts/build.sh
@@ -25,7 +26,9 @@ fi
 # same key, and delivers to the local sinks (mail and SMS).
 { grep -E '^(SIGNING_KEYS|IP_HASH_KEY)=' .dev.vars
   printf 'SMTP_HOST="127.0.0.1"\nSMTP_PORT="%s"\nSMTP_STARTTLS="off"\n' "$MAIL_SMTP"
-  printf 'SMS_API_URL="http://127.0.0.1:%s"\nSMS_ACCOUNT="AC_local"\nSMS_TOKEN="local-token"\nSMS_FROM="+15005550006"\n' "$SMS_PORT"; } > send-worker/.dev.vars
+  printf 'SMS_API_URL="http://127.0.0.1:%s"\nSMS_ACCOUNT="AC_local"\nSMS_TOKEN="local-token"\nSMS_FROM="+15005550006"\n' "$SMS_PORT"
+  # The start page at $BASE/ links to the local sinks and the demo shop.
+  printf "START_LINKS='%s'\n" "[{\"label\":\"Demo shop\",\"url\":\"http://127.0.0.1:$SHOP_PORT\",\"note\":\"the widget: view two toys, the form appears\"},{\"label\":\"Letters\",\"url\":\"http://127.0.0.1:$LETTERS_PORT\",\"note\":\"the local mail sink, each letter as its own page (its links work)\"},{\"label\":\"maildev\",\"url\":\"http://127.0.0.1:$MAIL_WEB\",\"note\":\"the same letters with headers and source\"},{\"label\":\"SMS sink\",\"url\":\"http://127.0.0.1:$SMS_PORT/messages\",\"note\":\"SMS fallbacks\"}]"; } > send-worker/.dev.vars
 
 wrangler d1 migrations apply DB --local >/dev/null
 TOKEN="ep_$(rand)"
@@ -42,12 +45,20 @@ node scripts/static-server.mjs demo "$SHOP_PORT" "$BASE" &
 PIDS+=($!)
 node scripts/sms-sink.mjs "$SMS_PORT" AC_local local-token &
 PIDS+=($!)
+node scripts/letters.mjs "$LETTERS_PORT" "http://127.0.0.1:$MAIL_WEB" &
+PIDS+=($!)
 # Both workers in one process (shared local D1, KV and queues; the edge reaches the sending worker
 # through its service binding).
 wrangler dev -c wrangler.toml -c send-worker/wrangler.toml --local --persist-to .wrangler/state \
-  --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false &
+  --ip 127.0.0.1 --port "$PORT" --show-interactive-dev-session=false --test-scheduled &
 PIDS+=($!)
 until node -e "fetch('$BASE/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; do sleep 0.3; done
+# `wrangler dev` does not run cron triggers by itself: this is the per-minute cron of wrangler.toml
+# (scheduled campaigns, deferred letters, chains, webhooks, housekeeping).
+node -e '
+  const tick = () => fetch(process.argv[1] + "/__scheduled").catch((e) => console.error("cron tick failed:", e.message));
+  tick(); setInterval(tick, 60_000);' "$BASE" &
+PIDS+=($!)
 
 # The demo shop's site: widget triggers, quiz, promise and consent texts (tests/vectors/site.json).
 node -e '
@@ -71,10 +82,13 @@ SIGNED="$(node -e '
 
 cat <<INFO
 
-Epistola is running at $BASE
+Epistola is running at http://localhost:$PORT/  (a start page with every link below)
 
   Demo shop (widget embedded):  http://127.0.0.1:$SHOP_PORT  — view two toys, the form appears
+  Letters:                      http://127.0.0.1:$LETTERS_PORT  — each letter as its own page: its links work
   Mail sink (maildev):          http://127.0.0.1:$MAIL_WEB  — the confirmation e-mail lands here
+                                (maildev's viewer frames letters: links followed there show an error)
+  Cron:                         the tick runs every minute; run it now with curl $BASE/__scheduled
   SMS sink:                     http://127.0.0.1:$SMS_PORT/messages  — SMS fallbacks land here
 
 Demo API token (all scopes):

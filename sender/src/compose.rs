@@ -163,7 +163,7 @@ pub fn compose<C: Serialize>(
             .sign(&claims(Purpose::Open, tracked_contact, None, None))?
     );
     let footer = format!(
-        r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}">Unsubscribe</a> &middot; <a href="{preferences_url}">Preferences</a></p>"#
+        r#"<p style="font-size:12px;color:#666;margin-top:24px"><a href="{unsubscribe_url}" target="_blank" rel="noopener">Unsubscribe</a> &middot; <a href="{preferences_url}" target="_blank" rel="noopener">Preferences</a></p>"#
     );
     let sign_click = |index: u16, url: &str| -> Result<String, TokenError> {
         let link = Some(Link {

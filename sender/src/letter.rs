@@ -57,7 +57,7 @@ pub use epistola_core::html::escape as escape_html;
 
 fn button(url: &str, label: &str) -> String {
     format!(
-        "<p><a href=\"{}\" style=\"display:inline-block;padding:12px 20px;background:#222;color:#fff;\
+        "<p><a href=\"{}\" target=\"_blank\" rel=\"noopener\" style=\"display:inline-block;padding:12px 20px;background:#222;color:#fff;\
 text-decoration:none;border-radius:6px\">{}</a></p>",
         escape_html(url),
         escape_html(label)

@@ -72,6 +72,9 @@ pub fn rewrite(
                     if !tracking.unsubscribe_url.is_empty() && href == tracking.unsubscribe_url {
                         has_unsubscribe = true;
                     }
+                    if is_web(&href) {
+                        open_in_new_tab(el)?;
+                    }
                     let opted_out = el
                         .get_attribute(NO_TRACK_ATTRIBUTE)
                         .is_some_and(|v| v == "off");
@@ -130,6 +133,26 @@ pub struct Prepared {
     pub has_unsubscribe: bool,
 }
 
+/// Links to web pages open in a new tab. Webmail (and maildev's viewer) shows a letter inside a
+/// frame, and Epistola's own pages refuse to be framed (clickjacking): followed inside the frame,
+/// "Unsubscribe" would show a browser error. A template's own `target` or `rel` is kept.
+fn open_in_new_tab(
+    el: &mut lol_html::html_content::Element<'_, '_>,
+) -> Result<(), lol_html::errors::AttributeNameError> {
+    if el.get_attribute("target").is_none() {
+        el.set_attribute("target", "_blank")?;
+    }
+    if el.get_attribute("rel").is_none() {
+        el.set_attribute("rel", "noopener")?;
+    }
+    Ok(())
+}
+
+fn is_web(href: &str) -> bool {
+    let head = href.get(..8).unwrap_or(href).to_ascii_lowercase();
+    head.starts_with("https://") || head.starts_with("http://")
+}
+
 fn is_expression(s: &str) -> bool {
     s.contains("{{") || s.contains("{%")
 }
@@ -177,6 +200,12 @@ pub fn prepare(source: &str) -> Result<Option<Prepared>, RewriteError> {
                         .get_attribute(NO_TRACK_ATTRIBUTE)
                         .is_some_and(|v| v == "off");
                     el.remove_attribute(NO_TRACK_ATTRIBUTE);
+                    if is_web(&href)
+                        || is_variable(&href, "unsubscribe_url")
+                        || is_variable(&href, "preferences_url")
+                    {
+                        open_in_new_tab(el)?;
+                    }
                     if is_variable(&href, "unsubscribe_url") {
                         has_unsubscribe = true;
                         return Ok(());
@@ -366,26 +395,73 @@ mod tests {
             ]
         );
         assert!(
-            out.html
-                .contains(r#"<a href="https://t.example/c/0-30">A</a>"#),
+            out.html.contains(
+                r#"<a href="https://t.example/c/0-30" target="_blank" rel="noopener">A</a>"#
+            ),
             "{}",
             out.html
         );
         assert!(
-            out.html
-                .contains(r#"<a href="https://t.example/c/1-22">C</a>"#),
+            out.html.contains(
+                r#"<a href="https://t.example/c/1-22" target="_blank" rel="noopener">C</a>"#
+            ),
             "{}",
             out.html
         );
         assert!(out.html.contains(r#"<a href="mailto:hi@shop.example">"#));
         assert!(
-            out.html
-                .contains(r#"<a href="https://shop.example/b">B</a>"#),
+            out.html.contains(
+                r#"<a href="https://shop.example/b" target="_blank" rel="noopener">B</a>"#
+            ),
             "opt-out attribute removed: {}",
             out.html
         );
         assert!(out.html.contains(r#"<a href="javascript:alert(1)">"#));
-        assert!(out.html.contains(r#"<a href="https://t.example/p/PREFS">"#));
+        assert!(out
+            .html
+            .contains(r#"<a href="https://t.example/p/PREFS" target="_blank" rel="noopener">"#));
+    }
+
+    #[test]
+    fn web_links_open_in_a_new_tab_and_a_templates_own_target_is_kept() {
+        let html = r##"<body><a href="HTTPS://shop.example/x">X</a><a href="https://shop.example/y" target="_self" rel="external">Y</a><a href="mailto:a@b.c">M</a><a href="tel:+1">T</a><a href="#top">top</a></body>"##;
+        let out = rewrite(html, &tracking(), &mut signer).expect("rewrites");
+        assert!(
+            out.html.contains(
+                r#"<a href="https://t.example/c/0-22" target="_blank" rel="noopener">X</a>"#
+            ),
+            "{}",
+            out.html
+        );
+        assert!(
+            out.html.contains(r#"target="_self" rel="external">Y</a>"#),
+            "{}",
+            out.html
+        );
+        for other in [
+            r#"<a href="mailto:a@b.c">M</a>"#,
+            r#"<a href="tel:+1">T</a>"#,
+            r##"<a href="#top">top</a>"##,
+        ] {
+            assert!(out.html.contains(other), "{other} in {}", out.html);
+        }
+        let p = prepare(
+            r#"<body><a href="{{ unsubscribe_url }}">Leave</a><a href="mailto:a@b.c">M</a></body>"#,
+        )
+        .expect("parses")
+        .expect("static");
+        assert!(
+            p.source.contains(
+                r#"<a href="{{ unsubscribe_url }}" target="_blank" rel="noopener">Leave</a>"#
+            ),
+            "{}",
+            p.source
+        );
+        assert!(
+            p.source.contains(r#"<a href="mailto:a@b.c">M</a>"#),
+            "{}",
+            p.source
+        );
     }
 
     #[test]
@@ -433,13 +509,14 @@ mod tests {
         assert!(p.has_unsubscribe);
         assert!(
             p.source
-                .starts_with(r#"<body>{{ __epistola_head | safe }}<a href="{{ __epistola_links[0] | safe }}">A</a>"#),
+                .starts_with(r#"<body>{{ __epistola_head | safe }}<a href="{{ __epistola_links[0] | safe }}" target="_blank" rel="noopener">A</a>"#),
             "{}",
             p.source
         );
         assert!(
-            p.source
-                .contains(r#"<a href="https://shop.example/b">B</a>"#),
+            p.source.contains(
+                r#"<a href="https://shop.example/b" target="_blank" rel="noopener">B</a>"#
+            ),
             "{}",
             p.source
         );

@@ -13,6 +13,7 @@ mod contacts;
 mod dashboard;
 mod mailgun_feedback;
 mod optin;
+mod start;
 mod templates;
 mod webhook_endpoints;
 
@@ -33,6 +34,9 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
                 Err(e) => ApiError::internal("tick", e).into_response(),
             }
         }
+        ([""], Method::Get) => start::page(env),
+        ([""], Method::Head) => http::head(start::page(env)),
+        ([""], _) => http::method_not_allowed("GET, HEAD"),
         (["dashboard", rest @ ..], _) => dashboard::dispatch(req, env, rest, now).await,
         (["confirm", token], Method::Get) => optin::confirm_page(env, token, now).await,
         (["confirm", token], Method::Head) => {

@@ -48,7 +48,8 @@ fn route<'a>(segments: &[&'a str], method: &Method) -> Route<'a> {
         (["w.js"], _) if read => Route::Widget,
         // The dashboard is served by the sending worker, keeping the edge small; so are double
         // opt-in and the preference centre (they read and write contacts and the ledger).
-        (["dashboard", ..] | ["confirm" | "p", _], _) => Route::Sender,
+        // The start page at the root URL is the sending worker's too.
+        ([""] | ["dashboard", ..] | ["confirm" | "p", _], _) => Route::Sender,
         (["v1", family, ..], _) if sender::SENDER_FAMILIES.contains(family) => Route::Sender,
         (["healthz"], _) if read => Route::Health,
         (["o", token], _) if read => Route::Open(token),
@@ -156,7 +157,8 @@ mod tests {
             (Post, "v1/convert", R::Convert),
             (Get, "v1/convert", R::MethodNotAllowed("POST")),
             (Get, "v1/unknown", R::NotFound),
-            (Get, "", R::NotFound),
+            (Get, "", R::Sender),
+            (Get, "nope", R::NotFound),
         ];
         for (method, path, want) in cases {
             let segments: Vec<&str> = path.split('/').collect();
