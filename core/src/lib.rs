@@ -11,6 +11,7 @@ pub mod classify;
 pub mod consent;
 pub mod contact;
 pub mod conversion;
+pub mod delivery;
 pub mod event;
 pub mod hex;
 pub mod html;

@@ -57,6 +57,9 @@ pub struct CampaignInfo {
     /// Campaign status, `active`/`paused` for chain steps, or `tracked` for campaigns only known from
     /// tracking (links signed through `POST /v1/track/links`).
     pub status: String,
+    /// What the campaign's letters still wait for, in words (`core::delivery::Waiting::summary`);
+    /// `None` when nothing waits.
+    pub waiting: Option<String>,
 }
 
 /// The headline numbers of a campaign, as the list and the funnel show them.
@@ -122,7 +125,8 @@ th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:firs
 .wrap{overflow-x:auto}.chart,.funnel{width:100%;max-width:640px;height:auto;background:#fff}\
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
 button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
-input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#666}";
+input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
+.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}";
 
 /// A dashboard page: header with navigation and sign-out, then `body` (already escaped).
 pub fn layout(title: &str, body: &str) -> String {
@@ -299,8 +303,20 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
     let mut body = format!(
         "<p class=\"muted\">{} · status {}</p>",
         escape(&info.id),
-        escape(&info.status)
+        escape(if info.waiting.is_some() && info.status == "done" {
+            "waiting"
+        } else {
+            &info.status
+        })
     );
+    // What holds letters back comes first: "done, 0 sent" must never be all a marketer sees.
+    if let Some(w) = &info.waiting {
+        let _ = write!(
+            body,
+            "<p class=\"notice\" role=\"status\" data-metric=\"waiting\">{}</p>",
+            escape(w)
+        );
+    }
     body.push_str("<div class=\"two\"><section><h2>Funnel</h2>");
     body.push_str(&chart::funnel(&[
         ("Sent", sum.sent),
@@ -728,6 +744,7 @@ mod tests {
             id: id.into(),
             name: name.into(),
             status: "done".into(),
+            waiting: None,
         }
     }
 
@@ -790,6 +807,23 @@ mod tests {
             "click rate = human clicks / delivered"
         );
         assert!(list.contains("action=\"/dashboard/compare\""));
+    }
+
+    #[test]
+    fn what_waits_comes_first_and_a_done_campaign_that_waits_says_so() {
+        let mut waiting = info("winter", "Winter");
+        waiting.waiting = Some("0 sent so far; 2 letters are waiting: <x>".into());
+        let page = campaign(&waiting, &sample());
+        let notice = page
+            .find("<p class=\"notice\" role=\"status\" data-metric=\"waiting\">0 sent so far; 2 letters are waiting: &lt;x&gt;</p>")
+            .expect("the notice, escaped");
+        assert!(page.contains("status waiting</p>"), "{page}");
+        assert!(
+            notice < page.find("<h2>Funnel</h2>").expect("funnel"),
+            "before the numbers"
+        );
+        let done = campaign(&info("winter", "Winter"), &sample());
+        assert!(done.contains("status done</p>") && !done.contains("class=\"notice\""));
     }
 
     #[test]

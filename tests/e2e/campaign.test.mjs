@@ -7,7 +7,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSendingSystem, startMailSink, api, zoneWhere, settledStats, stats, visibleLinks } from './harness.mjs';
+import { startSendingSystem, startMailSink, api, zoneWhere, settledStats, stats, visibleLinks, dashboardCookie } from './harness.mjs';
 
 let w;
 let mail;
@@ -251,6 +251,23 @@ test('overlapping campaigns: the frequency cap and quiet hours defer, nothing is
   assert.equal(all.filter(to('hal@example.com')).length, 0);
   const [row] = await w.d1("SELECT MIN(due_at) AS due FROM sends WHERE status = 'deferred' AND contact_id = (SELECT id FROM contacts WHERE email = 'hal@example.com')");
   assert.ok(row.due > Date.now() / 1000, 'deferred to a later slot, not dropped');
+
+  // A campaign that sent nothing yet says so, why, and when it tries next, at the top.
+  const idle = ids[outcomes.findIndex((o) => !o.sent?.total)];
+  const c = await campaignOf(idle);
+  assert.equal(c.campaign.status, 'done', 'the fan-out is over');
+  assert.equal(c.delivery.state, 'waiting', JSON.stringify(c.delivery));
+  assert.equal(c.delivery.waiting, 2);
+  assert.deepEqual(c.delivery.groups.map((g) => [g.state, g.reason, g.letters]).sort(),
+    [['deferred', 'frequency_cap', 1], ['deferred', 'quiet_hours', 1]]);
+  assert.ok(c.delivery.next_attempt_at > Date.now() / 1000, 'the next attempt is ahead');
+  assert.match(c.delivery.summary, /^0 sent so far; 2 letters are waiting: 1 (in the recipient's quiet hours|over the frequency cap).*\. Next attempt in \d+ (minute|hour|day)s?\.$/, c.delivery.summary);
+  const cookie = await dashboardCookie(w, w.tokens.full);
+  const page = await (await fetch(`${w.url}/dashboard/campaigns/${idle}`, { headers: { cookie } })).text();
+  assert.match(page, /status waiting<\/p><p class="notice" role="status" data-metric="waiting">0 sent so far; 2 letters are waiting: /, page);
+  // One that sent its letter and has nothing left is complete.
+  const gil = await api(w, 'GET', `/v1/campaigns/${ids[outcomes.findIndex((o) => o.sent?.total)]}`, as(w.tokens.marketer));
+  assert.equal(gil.json.delivery.waiting, 1, 'Hal is still in his night');
 });
 
 test('a per-domain throttle defers what is over the hourly share of one mailbox provider', async () => {

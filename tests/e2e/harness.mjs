@@ -341,6 +341,17 @@ export function honeypotLink(html) {
   return tag && /href="([^"]+)"/.exec(tag[0])?.[1];
 }
 
+/** Signs in to the dashboard with an API token (a same-origin form POST); returns the `cookie` header. */
+export async function dashboardCookie(w, token) {
+  const session = await fetch(`${w.url}/dashboard/session`, {
+    method: 'POST', redirect: 'manual',
+    headers: { origin: w.url, 'content-type': 'application/x-www-form-urlencoded' },
+    body: `token=${token}`,
+  });
+  if (session.status !== 303) throw new Error(`dashboard sign-in answered ${session.status}: ${await session.text()}`);
+  return session.headers.get('set-cookie').split(';')[0];
+}
+
 /** The path of a URL the API returned, so tests can call the worker they started. */
 export function pathOf(u) {
   const x = new URL(u);

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSendingSystem, api, daytimeZone, DEMO_SITE } from './harness.mjs';
+import { startSendingSystem, api, daytimeZone, DEMO_SITE, dashboardCookie } from './harness.mjs';
 
 const DAY = 86_400;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -88,13 +88,7 @@ test('RFM segments pick the audience; a stopped buying rhythm starts a win-back 
     assert.equal(capture.status, 202, await capture.text());
 
     // The dashboard's audience page, signed in with a stats token.
-    const session = await fetch(`${w.url}/dashboard/session`, {
-      method: 'POST', redirect: 'manual',
-      headers: { origin: w.url, 'content-type': 'application/x-www-form-urlencoded' },
-      body: `token=${w.tokens.statsOnly}`,
-    });
-    assert.equal(session.status, 303);
-    const cookie = session.headers.get('set-cookie').split(';')[0];
+    const cookie = await dashboardCookie(w, w.tokens.statsOnly);
     const page = await (await fetch(`${w.url}/dashboard/audience`, { headers: { cookie } })).text();
     const row = (name) => new RegExp(`<tr><td>${name}</td><td>(\\d+)</td><td>[^<]+</td><td>(\\d+)</td></tr>`).exec(page)?.slice(1).map(Number);
     assert.deepEqual(row('champions'), [1, 0]);

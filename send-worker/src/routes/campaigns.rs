@@ -161,7 +161,21 @@ async fn get_json(env: &Env, id: &str, now: u64) -> ApiResult<serde_json::Value>
             entry["by_reason"][label] = json!(n);
         }
     }
+    let waiting = store::campaign_waiting(env, id).await?;
+    // Delivered on any channel (e-mail and SMS fallbacks).
+    let sent: u64 = ["sent", "sms_sent"]
+        .iter()
+        .filter_map(|m| outcomes.get(*m).and_then(|o| o["total"].as_u64()))
+        .sum();
+    let delivery = json!({
+        "state": waiting.state(&c.status),
+        "waiting": waiting.total(),
+        "next_attempt_at": waiting.next_attempt_at(),
+        "groups": waiting.groups,
+        "summary": waiting.summary(sent, now),
+    });
     Ok(json!({
+        "delivery": delivery,
         "campaign": {
             "id": c.id, "name": c.name, "site": c.site_id, "template": c.template_id, "purpose": c.purpose,
             "segment": serde_json::from_slice::<serde_json::Value>(c.segment.as_bytes()).unwrap_or_default(),

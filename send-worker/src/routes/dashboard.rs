@@ -46,7 +46,7 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
     })
 }
 
-async fn page_for(req: &Request, env: &Env, rest: &[&str], _now: u64) -> ApiResult<Response> {
+async fn page_for(req: &Request, env: &Env, rest: &[&str], now: u64) -> ApiResult<Response> {
     match rest {
         [] => {
             let rows = campaign_rows(env).await?;
@@ -57,21 +57,21 @@ async fn page_for(req: &Request, env: &Env, rest: &[&str], _now: u64) -> ApiResu
             Ok(http::csv(page::campaigns_csv(&rows), "campaigns.csv"))
         }
         ["campaigns", id] => {
-            let (info, stats) = one_campaign(env, id).await?;
+            let (info, stats) = one_campaign(env, id, now).await?;
             Ok(html(page::campaign(&info, &stats)))
         }
         ["campaigns", id, "summary.csv"] => {
-            let (_, stats) = one_campaign(env, id).await?;
+            let (_, stats) = one_campaign(env, id, now).await?;
             Ok(http::csv(stats.summary_csv(), &format!("{id}-summary.csv")))
         }
         ["campaigns", id, "series.csv"] => {
-            let (_, stats) = one_campaign(env, id).await?;
+            let (_, stats) = one_campaign(env, id, now).await?;
             Ok(http::csv(stats.series_csv(), &format!("{id}-hourly.csv")))
         }
         ["compare" | "compare.csv"] => {
             let url = req.inner().url();
-            let a = one_campaign(env, query_value(&url, "a").unwrap_or("")).await?;
-            let b = one_campaign(env, query_value(&url, "b").unwrap_or("")).await?;
+            let a = one_campaign(env, query_value(&url, "a").unwrap_or(""), now).await?;
+            let b = one_campaign(env, query_value(&url, "b").unwrap_or(""), now).await?;
             Ok(if rest == ["compare"] {
                 html(page::compare((&a.0, &a.1), (&b.0, &b.1)))
             } else {
@@ -233,6 +233,7 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
                     id: c.id,
                     name: c.name,
                     status: c.status,
+                    waiting: None,
                 },
                 stats,
             )
@@ -240,14 +241,18 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
         .collect())
 }
 
-async fn one_campaign(env: &Env, id: &str) -> ApiResult<(CampaignInfo, CampaignStats)> {
+async fn one_campaign(env: &Env, id: &str, now: u64) -> ApiResult<(CampaignInfo, CampaignStats)> {
     // Links percent-encode ids (`a:b` is `a%3Ab` in a path).
     let id = &epistola_core::url::percent_decode(id)
         .ok_or_else(|| ApiError::field("campaign", "is not a valid path segment"))?;
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
     let r = campaign_rollups(env, id).await?;
+    let stats = CampaignStats::from_rollups(id, &r.totals, &r.series, &r.links);
     let info = match store::campaign_listing(env, id).await? {
         Some(c) => CampaignInfo {
+            waiting: store::campaign_waiting(env, id)
+                .await?
+                .summary(stats.delivery.values().map(|d| d.sent).sum(), now),
             id: c.id,
             name: c.name,
             status: c.status,
@@ -256,13 +261,11 @@ async fn one_campaign(env: &Env, id: &str) -> ApiResult<(CampaignInfo, CampaignS
             id: id.to_owned(),
             name: id.to_owned(),
             status: "tracked".into(),
+            waiting: None,
         },
         None => return Err(ApiError::new(404, "not_found", "no such campaign")),
     };
-    Ok((
-        info,
-        CampaignStats::from_rollups(id, &r.totals, &r.series, &r.links),
-    ))
+    Ok((info, stats))
 }
 
 async fn chain_infos(env: &Env) -> ApiResult<Vec<ChainInfo>> {

@@ -228,6 +228,40 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
         .collect())
 }
 
+/// What a campaign's letters still wait for, by state and reason (the partial index
+/// `sends_campaign_waiting` holds only these rows).
+pub async fn campaign_waiting(env: &Env, id: &str) -> Result<epistola_core::delivery::Waiting> {
+    #[derive(Deserialize)]
+    struct Row {
+        status: String,
+        reason: String,
+        n: i64,
+        next_at: Option<i64>,
+    }
+    let rows = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT status, COALESCE(reason, '') AS reason, COUNT(*) AS n, MIN(due_at) AS next_at \
+             FROM sends WHERE campaign_id = ?1 AND status IN ('deferred', 'retrying', 'waiting', 'sending') \
+             GROUP BY status, reason ORDER BY status, reason",
+        )
+        .bind(&[text(id)])?
+        .all()
+        .await?
+        .results::<Row>()?;
+    Ok(epistola_core::delivery::Waiting {
+        groups: rows
+            .into_iter()
+            .map(|r| epistola_core::delivery::WaitingGroup {
+                state: r.status,
+                reason: r.reason,
+                letters: r.n.max(0) as u64,
+                next_at: r.next_at.map(|t| t.max(0) as u64),
+            })
+            .collect(),
+    })
+}
+
 /// Scheduled campaigns whose time has come start sending; returns the campaigns now sending.
 pub async fn campaigns_to_fan_out(env: &Env, now: u64) -> Result<Vec<CampaignRow>> {
     let db = env.d1(bindings::DB)?;
