@@ -46,9 +46,9 @@
   const convert = (o) => st.ep && st.ee * 1e3 > now() &&
     post('/v1/convert', { site, attribution: st.ep, value: o.value, currency: o.currency, order_id: String(o.order_id) }).catch(() => {});
   const T = {
-    en: ['E-mail', 'Continue', 'Back', 'Close', 'Thank you! Check your inbox to confirm your address.', 'Please check the form.', 'Too many tries, please try again later.', 'Something went wrong, please try again.'],
-    ru: ['E-mail', 'Продолжить', 'Назад', 'Закрыть', 'Спасибо! Проверьте почту и подтвердите адрес.', 'Проверьте форму.', 'Слишком много попыток, попробуйте позже.', 'Что-то пошло не так, попробуйте ещё раз.'],
-    uk: ['E-mail', 'Продовжити', 'Назад', 'Закрити', 'Дякуємо! Перевірте пошту й підтвердьте адресу.', 'Перевірте форму.', 'Забагато спроб, спробуйте пізніше.', 'Щось пішло не так, спробуйте ще раз.'],
+    en: ['E-mail', 'Continue', 'Back', 'Close', 'Thank you! Check your inbox to confirm your address.', 'Please check the form.', 'Too many tries, please try again later.', 'Something went wrong, please try again.', 'Sign up', 'Step %1 of %2', 'Enter your e-mail address, like name@example.com.', 'Tick this box to go on.', 'Choose an answer.'],
+    ru: ['E-mail', 'Продолжить', 'Назад', 'Закрыть', 'Спасибо! Проверьте почту и подтвердите адрес.', 'Проверьте форму.', 'Слишком много попыток, попробуйте позже.', 'Что-то пошло не так, попробуйте ещё раз.', 'Подписаться', 'Шаг %1 из %2', 'Введите адрес e-mail, например name@example.com.', 'Отметьте, чтобы продолжить.', 'Выберите ответ.'],
+    uk: ['E-mail', 'Продовжити', 'Назад', 'Закрити', 'Дякуємо! Перевірте пошту й підтвердьте адресу.', 'Перевірте форму.', 'Забагато спроб, спробуйте пізніше.', 'Щось пішло не так, спробуйте ще раз.', 'Підписатися', 'Крок %1 з %2', 'Введіть адресу e-mail, наприклад name@example.com.', 'Позначте, щоб продовжити.', 'Оберіть відповідь.'],
   };
   let cfg;
   let open;
@@ -97,8 +97,8 @@
         ':host{all:initial}.b{position:fixed;inset:0;background:#0008;display:flex;align-items:center;justify-content:center;z-index:2147483647;font:16px/1.4 var(--epistola-font,system-ui,sans-serif)}' +
         '.f{background:var(--epistola-bg,#fff);color:var(--epistola-fg,#222);border-radius:var(--epistola-radius,12px);padding:24px;width:min(92vw,400px);max-height:90vh;overflow:auto;box-sizing:border-box;position:relative}' +
         'h2{margin:0 0 8px;font-size:20px}label{display:block;margin:12px 0 4px}input,select{width:100%;box-sizing:border-box;padding:10px;font:inherit;border:1px solid #888;border-radius:6px}' +
-        '.c{display:flex;gap:8px;align-items:flex-start}.c input{width:auto;margin-top:4px}button{font:inherit;padding:10px 16px;border:0;border-radius:6px;background:var(--epistola-accent,#222);color:#fff;cursor:pointer;margin-top:16px}' +
-        '.x{position:absolute;top:8px;right:8px;margin:0;background:none;color:inherit;font-size:22px;padding:4px 10px}.h{position:absolute;left:-9999px}.e{color:#b00020}'),
+        '.c{display:flex;gap:8px;align-items:flex-start}.c input{width:auto;margin-top:4px}button{font:inherit;padding:10px 16px;border:0;border-radius:6px;background:var(--epistola-accent,#222);color:#fff;cursor:pointer;margin:16px 12px 0 0}' +
+        '.x{position:absolute;top:8px;right:8px;margin:0;background:none;color:inherit;font-size:22px;padding:4px 10px}.h{position:absolute;left:-9999px}.e{color:#b00020}.fe{color:#b00020;margin:4px 0 0;font-size:14px}.s{margin:0 0 4px;font-size:14px;opacity:.8}.k{background:none;color:inherit;border:1px solid #888}'),
     );
     const msg = el('p', { role: 'status', 'aria-live': 'polite' });
     const title = el('h2', { id: 't' }, cfg.promise.title);
@@ -123,8 +123,24 @@
       return [el('label', { for: id }, label), input];
     };
     const render = () => {
-      dlg.replaceChildren(title, el('p', {}, cfg.promise.description));
+      const steps = cfg.quiz.length + 1;
+      dlg.replaceChildren(...(steps > 1 ? [el('p', { class: 's' }, L[9].replace('%1', step + 1).replace('%2', steps))] : []), title, el('p', {}, cfg.promise.description));
       const quiz = cfg.quiz[step];
+      // An error stands next to its field (named by aria-describedby) and goes when it is fixed.
+      const bad = (input, text) => {
+        const e = el('p', { class: 'fe', id: 'e' + input.id }, text);
+        const clear = () => {
+          e.remove();
+          input.removeAttribute('aria-invalid');
+          input.removeAttribute('aria-describedby');
+          if (!dlg.querySelector('.fe')) msg.textContent = '';
+        };
+        input.setAttribute('aria-invalid', 'true');
+        input.setAttribute('aria-describedby', e.id);
+        (input.type == 'checkbox' ? input.parentNode : input).after(e);
+        input.addEventListener(input.type == 'checkbox' || input.tagName == 'SELECT' ? 'change' : 'input', clear, { once: true });
+        return input;
+      };
       const form = el('form', { novalidate: '' });
       const x = el('button', { type: 'button', class: 'x', 'aria-label': L[3], onclick: () => close(1) }, '×');
       if (quiz) {
@@ -132,7 +148,7 @@
         form.onsubmit = (e) => {
           e.preventDefault();
           const v = form.q.value;
-          if (!v) return form.q.focus();
+          if (!v) return bad(form.q, L[12]).focus();
           answers[quiz.id] = v;
           step++;
           render();
@@ -145,16 +161,22 @@
           ...cfg.consents.map((c, i) =>
             el('div', { class: 'c' }, el('input', { type: 'checkbox', id: 'c' + i, required: '' }), el('label', { for: 'c' + i }, c.text))),
           el('input', { class: 'h', name: 'hp', tabindex: '-1', autocomplete: 'off', 'aria-hidden': 'true' }),
-          el('button', {}, cfg.promise.title),
+          el('button', {}, L[8]),
           msg,
         );
         form.onsubmit = (e) => {
           e.preventDefault();
           const consents = cfg.consents.filter((c, i) => form['c' + i].checked);
-          if (!form.em.value || consents.length < cfg.consents.length) {
+          form.querySelectorAll('.fe').forEach((e) => e.remove());
+          form.querySelectorAll('[aria-invalid]').forEach((i) => (i.removeAttribute('aria-invalid'), i.removeAttribute('aria-describedby')));
+          const wrong = [
+            ...(!form.em.value || !form.em.checkValidity() ? [bad(form.em, L[10])] : []),
+            ...cfg.consents.map((c, i) => form['c' + i]).filter((b) => !b.checked).map((b) => bad(b, L[11])),
+          ];
+          if (wrong.length) {
             msg.className = 'e';
             msg.textContent = L[5];
-            return;
+            return wrong[0].focus();
           }
           const fields = {};
           cfg.fields.forEach((f) => {
@@ -184,7 +206,8 @@
             });
         };
       }
-      if (step) form.append(el('button', { type: 'button', onclick: () => (step--, render()) }, L[2]));
+      // Back sits beside the step's own button, before any message.
+      if (step) form.querySelector('button').after(el('button', { type: 'button', class: 'k', onclick: () => (step--, render()) }, L[2]));
       dlg.append(form, x);
       (form.querySelector('input,select') || x).focus();
     };

@@ -494,10 +494,12 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
     for (channel, d) in &s.delivery {
         for (outcome, map) in [("skipped", &d.skipped), ("deferred", &d.deferred)] {
             for (reason, n) in map {
+                let words = epistola_core::delivery::reason_in_words(outcome, reason);
                 let reason = if reason.is_empty() { "(none)" } else { reason };
                 reasons.push(vec![
                     escape(channel),
                     outcome.into(),
+                    escape(words),
                     escape(reason),
                     n.to_string(),
                 ]);
@@ -505,7 +507,7 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
         }
     }
     body.push_str(&table(
-        &["Channel", "Outcome", "Reason", "Messages"],
+        &["Channel", "Outcome", "Why", "Reason code", "Messages"],
         &reasons,
         Some(&summary_csv),
     ));
@@ -824,6 +826,12 @@ mod tests {
         );
         let done = campaign(&info("winter", "Winter"), &sample());
         assert!(done.contains("status done</p>") && !done.contains("class=\"notice\""));
+        assert!(
+            done.contains(
+                "<td>skipped</td><td>on the suppression list</td><td>suppressed</td><td>5</td>"
+            ),
+            "reasons in words beside their codes: {done}"
+        );
     }
 
     #[test]

@@ -126,6 +126,53 @@ test('keyboard only: the quiz, the address and the consent, submitted; answers a
   await context.close();
 });
 
+test('on a phone: steps numbered, the button says what it does, errors stand by their field and go when fixed', async () => {
+  const context = await browser.newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, locale: 'en-US' });
+  const page = await context.newPage();
+  await viewTwoProducts(page, shopOrigin);
+  await dialog(page).waitFor();
+  const steps = DEMO_SITE.quiz.length + 1;
+  assert.match(await dialog(page).locator('p.s').innerText(), new RegExp(`^Step 1 of ${steps}$`));
+  // A quiz step without an answer: the error is next to the question.
+  await dialog(page).locator('form button:not([type])').click();
+  const q = dialog(page).locator('#q');
+  assert.equal(await q.getAttribute('aria-invalid'), 'true');
+  assert.equal(await dialog(page).locator(`#${await q.getAttribute('aria-describedby')}`).innerText(), 'Choose an answer.');
+  await q.selectOption({ index: 1 });
+  assert.equal(await dialog(page).locator('.fe').count(), 0, 'gone once answered');
+  await dialog(page).locator('form button:not([type])').click();
+  await dialog(page).locator('input[type=date]').fill('2027-03-14');
+  await dialog(page).locator('form button:not([type])').click();
+  // The last step: numbered, and its button says what it does (not the headline).
+  await dialog(page).locator('input[type=email]').waitFor();
+  assert.match(await dialog(page).locator('p.s').innerText(), new RegExp(`^Step ${steps} of ${steps}$`));
+  const submit = dialog(page).locator('form button:not([type])');
+  assert.equal(await submit.innerText(), 'Sign up');
+  // Back and submit never touch on a phone.
+  const [a, b] = [await submit.boundingBox(), await dialog(page).locator('form button[type=button]').boundingBox()];
+  const apart = Math.max(b.x - (a.x + a.width), a.x - (b.x + b.width), b.y - (a.y + a.height), a.y - (b.y + b.height));
+  assert.ok(apart >= 8, `buttons ${apart}px apart`);
+  // Submitted with a bad address and no consent: two errors, each by its field, nothing sent.
+  await dialog(page).locator('#em').fill('not-an-address');
+  const posted = [];
+  page.on('request', (r) => r.url().endsWith('/v1/capture') && posted.push(r.url()));
+  await submit.click();
+  const errors = dialog(page).locator('.fe');
+  assert.equal(await errors.count(), 2);
+  assert.equal(await dialog(page).locator('#em').getAttribute('aria-describedby'), 'eem');
+  assert.match(await dialog(page).locator('#eem').innerText(), /e-mail address/);
+  assert.equal(await page.evaluate(() => document.querySelector('[data-epistola]').shadowRoot.activeElement?.id), 'em', 'focus on the first error');
+  await dialog(page).locator('#em').fill('phone.user@example.com');
+  assert.equal(await dialog(page).locator('#eem').count(), 0, 'the address error goes as the address is fixed');
+  assert.equal(await dialog(page).locator('#em').getAttribute('aria-invalid'), null);
+  await dialog(page).locator('#c0').check();
+  assert.equal(await errors.count(), 0, 'the consent error goes once ticked');
+  assert.equal(await dialog(page).locator('p[role=status]').innerText(), '', 'and the form-level message with it');
+  assert.deepEqual(posted, [], 'nothing was sent while the form had errors');
+  await page.screenshot({ path: join(SHOTS, 'widget-phone-errors.png') });
+  await context.close();
+});
+
 test('Tab stays inside the dialog; Escape dismisses it and the display cap keeps it away', async () => {
   const context = await browser.newContext();
   const page = await context.newPage();
