@@ -58,7 +58,7 @@ pub struct Composed {
 }
 
 /// What a campaign or chain template sees: `contact` (each attribute that is set, `email`, and
-/// all attributes again under `attributes`), `campaign.id`, `campaign.name` and `site.name`.
+/// all attributes again under `fields` and `attributes`), `campaign.id`, `campaign.name` and `site.name`.
 /// Attributes that are not set are left out (undefined), so `default(...)` applies; a JSON null
 /// would render as "none".
 #[derive(Debug, Serialize)]
@@ -89,13 +89,15 @@ pub struct SiteContext<'a> {
 impl Serialize for ContactContext<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        // `email` and `attributes` are ours: a custom field of the same name does not shadow them.
-        let own = |k: &String| k != "email" && k != "attributes";
+        // `email`, `fields` and `attributes` are ours: a custom field of the same name does not
+        // shadow them. `fields` is what the contacts API calls them, `attributes` the older name.
+        let own = |k: &String| k != "email" && k != "fields" && k != "attributes";
         let mut map = s.serialize_map(None)?;
         for (k, v) in self.attributes.iter().filter(|(k, _)| own(k)) {
             map.serialize_entry(k, v)?;
         }
         map.serialize_entry("email", self.email)?;
+        map.serialize_entry("fields", self.attributes)?;
         map.serialize_entry("attributes", self.attributes)?;
         map.end()
     }
@@ -332,14 +334,17 @@ mod tests {
             site: SiteContext { name: "Toy shop" },
         };
         let t = Compiled::new(&TemplateSource {
-            subject: "{{ contact.name }} {{ contact.gender | default('friend') }} {{ contact.email }}".into(),
+            subject: "{{ contact.name }} {{ contact.gender | default('friend') }} {{ contact.email }} {{ contact.fields.name }}".into(),
             html: "<p>{{ contact.attributes.email }} {{ campaign.id }} {{ campaign.name }} {{ site.name }}</p>".into(),
             text: None,
             sms: None,
         })
         .expect("compiles");
         let parts = t.render(&ctx).expect("renders");
-        assert_eq!(parts.subject, "Ann friend ann@example.com");
+        assert_eq!(
+            parts.subject, "Ann friend ann@example.com Ann",
+            "contact.fields.x is contact.x"
+        );
         assert!(
             parts
                 .html

@@ -105,6 +105,9 @@ pub fn check(t: &TemplateSource) -> Vec<TemplateError> {
             problems.push(error(part, &e));
             continue;
         }
+        if let Ok(tpl) = env.get_template(part) {
+            problems.extend(unknown_variables(part, source, &tpl));
+        }
         let rendered = env
             .get_template(part)
             .and_then(|tpl| tpl.render(minijinja::context! {}));
@@ -121,6 +124,63 @@ pub fn check(t: &TemplateSource) -> Vec<TemplateError> {
         }
     }
     problems
+}
+
+/// The variables a template may use, as `check` names them in its refusal. `contact` has every
+/// attribute (standard and custom) directly, and again under `fields` and `attributes`.
+pub const KNOWN_VARIABLES: [&str; 9] = [
+    "contact.{attribute}",
+    "contact.fields.{attribute}",
+    "contact.attributes.{attribute}",
+    "contact.email",
+    "campaign.id",
+    "campaign.name",
+    "site.name",
+    "unsubscribe_url",
+    "preferences_url",
+];
+
+/// Undefined values render as nothing, so a misspelt variable would send an empty greeting to
+/// everyone; it is refused when the template is saved instead. Names under `contact` are custom
+/// fields (any name is allowed there); everything else must be known.
+fn unknown_variables(
+    part: &'static str,
+    source: &str,
+    tpl: &minijinja::Template<'_, '_>,
+) -> Vec<TemplateError> {
+    let mut names: Vec<String> = tpl.undeclared_variables(true).into_iter().collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter(|name| {
+            let root = name.split('.').next().unwrap_or(name);
+            let known = match root {
+                "contact" | "unsubscribe_url" | "preferences_url" => true,
+                "campaign" => matches!(name.as_str(), "campaign" | "campaign.id" | "campaign.name"),
+                "site" => matches!(name.as_str(), "site" | "site.name"),
+                // minijinja's own global functions.
+                "range" | "dict" | "namespace" | "debug" => true,
+                _ => false,
+            };
+            !known
+        })
+        .map(|name| {
+            let root = name.split('.').next().unwrap_or(&name);
+            let line = source
+                .find(name.as_str())
+                .or_else(|| source.find(root))
+                .map(|at| source[..at].matches('\n').count() + 1);
+            let at = line.map_or_else(String::new, |l| format!("line {l}: "));
+            TemplateError {
+                part,
+                line,
+                message: format!(
+                    "{at}unknown variable `{name}`; known: {}",
+                    KNOWN_VARIABLES.join(", ")
+                ),
+            }
+        })
+        .collect()
 }
 
 /// Rendered parts for one recipient (HTML not yet rewritten for tracking).
@@ -261,7 +321,7 @@ mod tests {
             subject: "ok".into(),
             html: "<p>one</p>\n<p>two</p>\n<p>{{ contact.name </p>".into(),
             text: Some("{% if x %}never closed".into()),
-            sms: Some("{{ x | no_such_filter }}".into()),
+            sms: Some("{{ contact.x | no_such_filter }}".into()),
         });
         let described: Vec<String> = problems
             .iter()
@@ -281,6 +341,44 @@ mod tests {
             problems[2].message.contains("filter"),
             "{}",
             problems[2].message
+        );
+    }
+
+    #[test]
+    fn unknown_variables_are_refused_with_the_known_ones() {
+        let problems = check(&TemplateSource {
+            subject: "Hi {{ contact.fields.first_name }} from {{ site.name }}".into(),
+            html:
+                "<p>{% set g = contact.first_name | default('friend') %}{{ g }}</p>\n\
+{% for i in range(2) %}{{ loop.index }}{% endfor %}\n<p>{{ contcat.name }} {{ campaign.title }}</p>"
+                    .into(),
+            text: Some(
+                "{{ campaign.name }} {{ unsubscribe_url }} {{ contact.attributes.toy }}".into(),
+            ),
+            sms: None,
+        });
+        let described: Vec<(&str, Option<usize>, &str)> = problems
+            .iter()
+            .map(|p| {
+                (
+                    p.part,
+                    p.line,
+                    p.message.split(';').next().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            described,
+            [
+                ("html", Some(3), "line 3: unknown variable `campaign.title`"),
+                ("html", Some(3), "line 3: unknown variable `contcat.name`"),
+            ],
+            "{problems:?}"
+        );
+        assert!(
+            problems[0].message.ends_with(&KNOWN_VARIABLES.join(", ")),
+            "{}",
+            problems[0].message
         );
     }
 

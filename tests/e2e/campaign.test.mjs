@@ -322,6 +322,13 @@ test('bad input: every field named, nothing half-written', async () => {
   });
   assert.equal(template.status, 400);
   assert.equal(template.json.error.fields.template, 'no such template');
+  // A misspelt variable would greet everyone with nothing: refused at save time, with the known ones.
+  const typo = await api(w, 'PUT', '/v1/templates/typo', {
+    ...as(w.tokens.marketer), body: { name: 'Typo', subject: 'Hi {{ contact.first_name }}', html: '<p>Hi {{ contcat.first_name }}</p>' },
+  });
+  assert.equal(typo.status, 400, typo.text);
+  assert.match(typo.json.error.fields.html, /^line 1: unknown variable `contcat\.first_name`; known: contact\.\{attribute\}, contact\.fields\.\{attribute\}/, typo.text);
+  assert.equal((await api(w, 'GET', '/v1/templates/typo', as(w.tokens.marketer))).status, 404, 'nothing stored');
   assert.equal((await api(w, 'GET', '/v1/campaigns/bad', as(w.tokens.marketer))).status, 404);
 });
 
