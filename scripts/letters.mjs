@@ -25,9 +25,9 @@ export function serveLetters(port, maildev, host = '127.0.0.1') {
       }
       const mails = await (await fetch(`${maildev}/api/email?limit=50`)).json();
       const list = (Array.isArray(mails) ? mails : mails.emails ?? mails.items ?? mails.data ?? [])
-        .slice().sort((a, b) => Date.parse(b.date ?? 0) - Date.parse(a.date ?? 0));
+        .slice().sort((a, b) => Date.parse(b.time ?? b.date ?? 0) - Date.parse(a.time ?? a.date ?? 0));
       const rows = list.map((m) => `<li><a href="/letters/${esc(m.id)}">${esc(m.subject || '(no subject)')}</a>
- <small>to ${esc((m.to ?? []).map((t) => t.address).join(', '))} · ${esc(m.date ?? m.time ?? '')}</small></li>`).join('');
+ <small>to ${esc((m.to ?? []).map((t) => t.address).join(', '))} · ${esc(String(m.time ?? m.date ?? '').replace('T', ' ').replace(/\.\d+Z$/, ' UTC'))}</small></li>`).join('');
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
       res.end(`<!doctype html><html lang="en"><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Letters</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:2rem auto;padding:0 1rem}li{margin:.5rem 0}</style>

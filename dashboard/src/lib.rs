@@ -62,6 +62,17 @@ pub struct CampaignInfo {
     pub waiting: Option<String>,
 }
 
+impl CampaignInfo {
+    /// The status as shown: a finished fan-out whose letters still wait is "waiting", not "done".
+    pub fn shown_status(&self) -> &str {
+        if self.waiting.is_some() && self.status == "done" {
+            "waiting"
+        } else {
+            &self.status
+        }
+    }
+}
+
 /// The headline numbers of a campaign, as the list and the funnel show them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -235,7 +246,7 @@ const LIST_HEAD: [&str; 10] = [
 fn list_cells(info: &CampaignInfo, s: &Summary) -> [String; 10] {
     [
         info.name.clone(),
-        info.status.clone(),
+        info.shown_status().to_owned(),
         s.sent.to_string(),
         s.delivered.to_string(),
         s.human_opens.to_string(),
@@ -303,11 +314,7 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
     let mut body = format!(
         "<p class=\"muted\">{} · status {}</p>",
         escape(&info.id),
-        escape(if info.waiting.is_some() && info.status == "done" {
-            "waiting"
-        } else {
-            &info.status
-        })
+        escape(info.shown_status())
     );
     // What holds letters back comes first: "done, 0 sent" must never be all a marketer sees.
     if let Some(w) = &info.waiting {
@@ -820,6 +827,10 @@ mod tests {
             .find("<p class=\"notice\" role=\"status\" data-metric=\"waiting\">0 sent so far; 2 letters are waiting: &lt;x&gt;</p>")
             .expect("the notice, escaped");
         assert!(page.contains("status waiting</p>"), "{page}");
+        assert!(
+            page.contains("<tbody><tr><td>waiting</td>"),
+            "the headline agrees: {page}"
+        );
         assert!(
             notice < page.find("<h2>Funnel</h2>").expect("funnel"),
             "before the numbers"
