@@ -265,6 +265,8 @@ test('overlapping campaigns: the frequency cap and quiet hours defer, nothing is
   const cookie = await dashboardCookie(w, w.tokens.full);
   const page = await (await fetch(`${w.url}/dashboard/campaigns/${idle}`, { headers: { cookie } })).text();
   assert.match(page, /status waiting<\/p><p class="notice" role="status" data-metric="waiting">0 sent so far; 2 letters are waiting: /, page);
+  const list = await (await fetch(`${w.url}/dashboard`, { headers: { cookie } })).text();
+  assert.match(list, new RegExp(`>${idle}</a></td><td>waiting</td>`), 'the campaign list says waiting too');
   // One that sent its letter and has nothing left is complete.
   const gil = await api(w, 'GET', `/v1/campaigns/${ids[outcomes.findIndex((o) => o.sent?.total)]}`, as(w.tokens.marketer));
   assert.equal(gil.json.delivery.waiting, 1, 'Hal is still in his night');

@@ -223,17 +223,21 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
     let listed = store::dashboard_campaigns(env).await?;
     let ids: Vec<String> = listed.iter().map(|c| c.id.clone()).collect();
     let mut totals = store::rollup_totals(env, &ids).await?;
+    let waiting = store::waiting_letters(env, &ids).await?;
     Ok(listed
         .into_iter()
         .map(|c| {
             let rows = totals.remove(&c.id).unwrap_or_default();
             let stats = CampaignStats::from_rollups(&c.id, &rows, &[], &[]);
+            let waiting = waiting
+                .get(&c.id)
+                .map(|n| format!("{n} {} waiting", if *n == 1 { "letter" } else { "letters" }));
             (
                 CampaignInfo {
                     id: c.id,
                     name: c.name,
                     status: c.status,
-                    waiting: None,
+                    waiting,
                 },
                 stats,
             )

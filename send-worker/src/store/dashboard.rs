@@ -95,6 +95,35 @@ pub async fn rollup_totals(
     Ok(out)
 }
 
+/// Letters still waiting per campaign (deferred, retrying, waiting for an SMS check, in
+/// delivery), for the campaign list; read from the partial index `sends_campaign_waiting`.
+pub async fn waiting_letters(
+    env: &Env,
+    campaigns: &[String],
+) -> Result<std::collections::HashMap<String, u64>> {
+    #[derive(Deserialize)]
+    struct Row {
+        campaign_id: String,
+        n: i64,
+    }
+    if campaigns.is_empty() {
+        return Ok(Default::default());
+    }
+    Ok(env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT campaign_id, COUNT(*) AS n FROM sends WHERE campaign_id IN (SELECT value FROM json_each(?1)) \
+             AND status IN ('deferred', 'retrying', 'waiting', 'sending') GROUP BY campaign_id",
+        )
+        .bind(&[text(&serde_json::to_string(campaigns)?)])?
+        .all()
+        .await?
+        .results::<Row>()?
+        .into_iter()
+        .map(|r| (r.campaign_id, r.n.max(0) as u64))
+        .collect())
+}
+
 #[derive(Deserialize)]
 pub struct ChainListing {
     pub id: String,
