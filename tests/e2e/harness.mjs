@@ -28,16 +28,26 @@ const ENV = {
   NO_COLOR: '1',
 };
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', fail);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
+// Ports this process handed out: the OS may give a just-closed port again at once, and two
+// servers told the same port (maildev's SMTP and web) fail with EADDRINUSE.
+const handedOut = new Set();
+
+async function freePort() {
+  for (;;) {
+    const port = await new Promise((ok, fail) => {
+      const srv = createServer();
+      srv.unref();
+      srv.on('error', fail);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port: p } = srv.address();
+        srv.close(() => ok(p));
+      });
     });
-  });
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export function apiToken() {
