@@ -228,6 +228,10 @@ pub async fn campaign_counters(env: &Env, id: &str) -> Result<Vec<(String, Strin
         .collect())
 }
 
+/// The send states that still wait to go out, exactly as the partial index
+/// `sends_campaign_waiting` (migration 0019) names them, so a query with this list can use it.
+pub const WAITING_STATES_SQL: &str = "'deferred', 'retrying', 'waiting', 'sending'";
+
 /// What a campaign's letters still wait for, by state and reason (the partial index
 /// `sends_campaign_waiting` holds only these rows).
 pub async fn campaign_waiting(env: &Env, id: &str) -> Result<epistola_core::delivery::Waiting> {
@@ -240,11 +244,11 @@ pub async fn campaign_waiting(env: &Env, id: &str) -> Result<epistola_core::deli
     }
     let rows = env
         .d1(bindings::DB)?
-        .prepare(
+        .prepare(format!(
             "SELECT status, COALESCE(reason, '') AS reason, COUNT(*) AS n, MIN(due_at) AS next_at \
-             FROM sends WHERE campaign_id = ?1 AND status IN ('deferred', 'retrying', 'waiting', 'sending') \
-             GROUP BY status, reason ORDER BY status, reason",
-        )
+             FROM sends WHERE campaign_id = ?1 AND status IN ({WAITING_STATES_SQL}) \
+             GROUP BY status, reason ORDER BY status, reason"
+        ))
         .bind(&[text(id)])?
         .all()
         .await?

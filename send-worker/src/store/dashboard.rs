@@ -111,10 +111,11 @@ pub async fn waiting_letters(
     }
     Ok(env
         .d1(bindings::DB)?
-        .prepare(
+        .prepare(format!(
             "SELECT campaign_id, COUNT(*) AS n FROM sends WHERE campaign_id IN (SELECT value FROM json_each(?1)) \
-             AND status IN ('deferred', 'retrying', 'waiting', 'sending') GROUP BY campaign_id",
-        )
+             AND status IN ({}) GROUP BY campaign_id",
+            super::campaigns::WAITING_STATES_SQL
+        ))
         .bind(&[text(&serde_json::to_string(campaigns)?)])?
         .all()
         .await?
