@@ -25,6 +25,16 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 7] = [
+        Status::Draft,
+        Status::Tested,
+        Status::Approved,
+        Status::Scheduled,
+        Status::Sending,
+        Status::Done,
+        Status::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Draft => "draft",
@@ -38,17 +48,7 @@ impl Status {
     }
 
     pub fn parse(s: &str) -> Option<Status> {
-        [
-            Status::Draft,
-            Status::Tested,
-            Status::Approved,
-            Status::Scheduled,
-            Status::Sending,
-            Status::Done,
-            Status::Cancelled,
-        ]
-        .into_iter()
-        .find(|st| st.as_str() == s)
+        Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 }
 

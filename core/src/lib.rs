@@ -17,6 +17,7 @@ pub mod hex;
 pub mod html;
 pub mod ids;
 pub mod iphash;
+pub mod listing;
 pub mod plan;
 pub mod policy;
 pub mod retry;

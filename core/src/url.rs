@@ -94,6 +94,17 @@ pub fn query_value<'a>(url: &'a str, key: &str) -> Option<&'a str> {
     })
 }
 
+/// A query parameter decoded as a browser's form sends it (`+` is a space, then `%XX`); `Err`
+/// names the problem of a broken escape.
+pub fn query_text(url: &str, key: &str) -> Result<Option<String>, &'static str> {
+    match query_value(url, key) {
+        None => Ok(None),
+        Some(raw) => percent_decode(&raw.replace('+', " "))
+            .map(Some)
+            .ok_or("has a broken %-escape or is not UTF-8"),
+    }
+}
+
 /// Decodes `%XX` escapes in a path segment (`ann%40example.com` → `ann@example.com`); `None` for
 /// a broken escape or bytes that are not UTF-8. `+` stays a plus: in a path it is one.
 pub fn percent_decode(segment: &str) -> Option<String> {
@@ -159,6 +170,13 @@ mod tests {
         assert_eq!(query_value(u, "format"), Some("csv"));
         assert_eq!(query_value(u, "view"), Some(""));
         assert_eq!(query_value(u, "flag"), Some(""));
+        let form = "https://e.example/v1/contacts?query=olena+tag%3Avip&bad=%E2%28";
+        assert_eq!(
+            query_text(form, "query"),
+            Ok(Some("olena tag:vip".to_owned()))
+        );
+        assert_eq!(query_text(form, "none"), Ok(None));
+        assert!(query_text(form, "bad").is_err());
         assert_eq!(query_value(u, "missing"), None);
         assert_eq!(
             query_value("https://a.example/#x?format=csv", "format"),

@@ -52,6 +52,8 @@ pub struct Composed {
     pub subject: String,
     /// The HTML part as sent (before transfer encoding).
     pub html: String,
+    /// The plain-text part as sent (with its unsubscribe lines).
+    pub text: String,
     pub sms: Option<String>,
     /// Signed links (index, destination), for per-link stats.
     pub links: Vec<(u16, String)>,
@@ -272,6 +274,7 @@ pub fn compose<C: Serialize>(
         mime,
         subject: letter.subject,
         html: letter.html,
+        text: letter.text,
         sms: rendered.sms,
         links,
     })

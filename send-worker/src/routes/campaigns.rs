@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
+use super::listing;
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::store::{self, CampaignRow};
 use crate::{bindings, config, random};
@@ -316,6 +317,35 @@ pub async fn schedule(mut req: Request, env: &Env, id: &str, now: u64) -> ApiRes
         200,
         &json!({ "status": to.as_str(), "scheduled_at": at }),
     ))
+}
+
+/// `GET /v1/campaigns?status=&site=`: one page, newest first.
+pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    let page = listing::requested(req)?;
+    let [status, site] = listing::params(req, ["status", "site"])?;
+    let mut errors = epistola_core::track::FieldErrors::new();
+    if let Some(s) = status.as_deref().filter(|s| Status::parse(s).is_none()) {
+        let known: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
+        errors.insert(
+            "status".into(),
+            format!("\"{s}\" is not one of {}", known.join(", ")),
+        );
+    }
+    if let Some(Err(e)) = site.as_deref().map(|s| validate_id(s, false)) {
+        errors.insert("site".into(), e.to_string());
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let rows = store::list_campaigns(env, status.as_deref(), site.as_deref(), &page).await?;
+    Ok(listing::answer("campaigns", rows, page.limit))
+}
+
+/// `DELETE /v1/campaigns/{id}`: only a draft or tested campaign (its test letters' stats stay).
+pub async fn delete(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    listing::deletion(store::delete_campaign_draft(env, id).await?, "campaign", id)
 }
 
 /// `POST /v1/campaigns/{id}/cancel`: stops a campaign at any unfinished status; queued chunks

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
+use super::listing;
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::random;
 use crate::store::{self, ChainRow, NewEvent, Purchase};
@@ -85,6 +86,20 @@ async fn chain_json(env: &Env, id: &str) -> ApiResult<Value> {
 pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
     require_scope(req, env, Scope::CampaignsWrite).await?;
     chain_json(env, id).await.map(|v| http::json(200, &v))
+}
+
+/// `GET /v1/chains`: one page, newest first, with the number of steps.
+pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    let page = listing::requested(req)?;
+    let rows = store::list_chains(env, &page).await?;
+    Ok(listing::answer("chains", rows, page.limit))
+}
+
+/// `DELETE /v1/chains/{id}`: only a chain that was never activated.
+pub async fn delete(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    listing::deletion(store::delete_chain_draft(env, id).await?, "chain", id)
 }
 
 /// `POST /v1/chains/{id}/activate` (scope `campaigns:approve`): starts enrolling on its trigger.

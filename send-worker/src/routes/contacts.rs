@@ -8,6 +8,7 @@ use epistola_core::capture::normalize_email;
 use epistola_core::contact::{
     address_hash, validate_contact, ContactInput, ValidContact, MAX_IMPORT_ROWS,
 };
+use epistola_core::listing::parse_contact_search;
 use epistola_core::track::FieldErrors;
 use epistola_core::url::percent_decode;
 use epistola_worker_kit::auth::require_scope;
@@ -15,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use worker::{Env, Request, Response};
 
+use super::listing;
 use crate::http::{self, read_json, ApiError, ApiResult};
 use crate::{random, store};
 
@@ -48,6 +50,18 @@ pub async fn upsert(mut req: Request, env: &Env, now: u64) -> ApiResult<Response
         .ok_or_else(|| ApiError::internal("upsert", "contact missing after upsert"))?;
     let record = store::contact_record(env, &id).await?;
     Ok(http::json(200, &json!({ "contact": record })))
+}
+
+/// `GET /v1/contacts?query=&limit=&cursor=`: one page, newest first, of the contacts matching
+/// every term of the search (`core::listing::parse_contact_search`).
+pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
+    require_scope(req, env, Scope::ContactsRead).await?;
+    let page = listing::requested(req)?;
+    let [query] = listing::params(req, ["query"])?;
+    let search = parse_contact_search(query.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::field("query", e))?;
+    let rows = store::list_contacts(env, &search, &page).await?;
+    Ok(listing::answer("contacts", rows, page.limit))
 }
 
 #[derive(Debug, Serialize)]

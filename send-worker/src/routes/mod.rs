@@ -11,6 +11,7 @@ mod campaigns;
 mod chains;
 mod contacts;
 mod dashboard;
+mod listing;
 mod mailgun_feedback;
 mod optin;
 mod start;
@@ -49,7 +50,8 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         (["p", token], Method::Post) => optin::save_preferences(req, env, token, now).await,
         (["p", _], _) => http::method_not_allowed("GET, HEAD, POST"),
         (["v1", "contacts"], Method::Post) => respond(contacts::upsert(req, env, now).await),
-        (["v1", "contacts"], _) => http::method_not_allowed("POST"),
+        (["v1", "contacts"], Method::Get) => respond(contacts::list(&req, env).await),
+        (["v1", "contacts"], _) => http::method_not_allowed("GET, POST"),
         (["v1", "contacts", "import"], Method::Post) => {
             respond(contacts::import(req, env, now).await)
         }
@@ -70,11 +72,25 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
         }
         (["v1", "suppressions", _], _) => http::method_not_allowed("DELETE"),
         (["v1", "templates", id], Method::Put) => respond(templates::put(req, env, id, now).await),
+        (["v1", "templates"], Method::Get) => respond(templates::list(&req, env).await),
+        (["v1", "templates"], _) => http::method_not_allowed("GET"),
         (["v1", "templates", id], Method::Get) => respond(templates::get(&req, env, id).await),
-        (["v1", "templates", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "templates", id], Method::Delete) => {
+            respond(templates::delete(&req, env, id).await)
+        }
+        (["v1", "templates", _], _) => http::method_not_allowed("GET, PUT, DELETE"),
+        (["v1", "templates", id, "preview"], Method::Post) => {
+            respond(templates::preview(req, env, id, now).await)
+        }
+        (["v1", "templates", _, "preview"], _) => http::method_not_allowed("POST"),
         (["v1", "campaigns", id], Method::Put) => respond(campaigns::put(req, env, id, now).await),
+        (["v1", "campaigns"], Method::Get) => respond(campaigns::list(&req, env).await),
+        (["v1", "campaigns"], _) => http::method_not_allowed("GET"),
         (["v1", "campaigns", id], Method::Get) => respond(campaigns::get(&req, env, id, now).await),
-        (["v1", "campaigns", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "campaigns", id], Method::Delete) => {
+            respond(campaigns::delete(&req, env, id).await)
+        }
+        (["v1", "campaigns", _], _) => http::method_not_allowed("GET, PUT, DELETE"),
         (["v1", "campaigns", id, "test"], Method::Post) => {
             respond(campaigns::test_send(&req, env, id, now).await)
         }
@@ -91,8 +107,11 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             http::method_not_allowed("POST")
         }
         (["v1", "chains", id], Method::Put) => respond(chains::put(req, env, id, now).await),
+        (["v1", "chains"], Method::Get) => respond(chains::list(&req, env).await),
+        (["v1", "chains"], _) => http::method_not_allowed("GET"),
         (["v1", "chains", id], Method::Get) => respond(chains::get(&req, env, id).await),
-        (["v1", "chains", _], _) => http::method_not_allowed("GET, PUT"),
+        (["v1", "chains", id], Method::Delete) => respond(chains::delete(&req, env, id).await),
+        (["v1", "chains", _], _) => http::method_not_allowed("GET, PUT, DELETE"),
         (["v1", "chains", id, "activate"], Method::Post) => {
             respond(chains::activate(&req, env, id, now).await)
         }

@@ -6,15 +6,24 @@ use std::collections::BTreeMap;
 
 use epistola_core::auth::Scope;
 use epistola_core::campaign::validate_audience;
+use epistola_core::capture::normalize_email;
 use epistola_core::ids::validate_id;
+use epistola_core::token::Keyring;
 use epistola_core::track::FieldErrors;
-use epistola_sender::template::{check, TemplateSource};
+use epistola_sender::compose::{
+    compose, Campaign, CampaignContext, ContactContext, LetterContext, Recipient, SiteContext,
+};
+use epistola_sender::sms::sms_text;
+use epistola_sender::template::{check, Compiled, TemplateSource};
 use epistola_worker_kit::auth::require_scope;
 use serde::Deserialize;
 use serde_json::json;
 use worker::{Env, Request, Response};
 
+use super::listing;
+use crate::campaign_jobs::contact_attributes;
 use crate::http::{self, read_json, ApiError, ApiResult};
+use crate::random;
 use crate::store::{self, TemplateRow};
 
 const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
@@ -83,6 +92,156 @@ pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
         .await?
         .ok_or_else(|| ApiError::new(404, "not_found", "no such template"))?;
     Ok(http::json(200, &json!({ "template": template_json(&row) })))
+}
+
+/// `GET /v1/templates`: one page, newest first (names and subjects; bodies by id).
+pub async fn list(req: &Request, env: &Env) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    let page = listing::requested(req)?;
+    let rows = store::list_templates(env, &page).await?;
+    Ok(listing::answer("templates", rows, page.limit))
+}
+
+/// `DELETE /v1/templates/{id}`: only a template no campaign or chain refers to.
+pub async fn delete(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
+    require_scope(req, env, Scope::CampaignsWrite).await?;
+    listing::deletion(
+        store::delete_unused_template(env, id).await?,
+        "template",
+        id,
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewInput {
+    /// Contact id or address.
+    contact: String,
+    /// The site whose name and sender the letter carries.
+    site: String,
+    /// Unsaved edits: each part given replaces the stored one (all that is needed when the
+    /// template is not stored yet: `subject` and `html`).
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    html: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    sms: Option<String>,
+}
+
+/// `POST /v1/templates/{id}/preview`: the letter exactly as `compose` makes it for one contact
+/// (subject, HTML with the pixel, footer and hidden link, plain text, SMS) and the links that
+/// will be tracked. Stores and sends nothing; its tokens are signed with a key made for this
+/// preview alone, so opening or following them at the edge counts nothing.
+pub async fn preview(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    require_scope(&req, env, Scope::CampaignsWrite).await?;
+    validate_id(id, false).map_err(|e| ApiError::field("template", e.to_string()))?;
+    let input: PreviewInput = read_json(&mut req, MAX_TEMPLATE_BYTES).await?;
+    let stored = store::get_template(env, id).await?;
+    let mut errors = FieldErrors::new();
+    let base =
+        |part: Option<String>, stored: Option<&String>, name: &str, errors: &mut FieldErrors| {
+            part.or_else(|| stored.cloned()).unwrap_or_else(|| {
+                errors.insert(name.into(), format!("required: no template {id} is stored"));
+                String::new()
+            })
+        };
+    let source = TemplateSource {
+        subject: base(
+            input.subject,
+            stored.as_ref().map(|t| &t.subject),
+            "subject",
+            &mut errors,
+        ),
+        html: base(
+            input.html,
+            stored.as_ref().map(|t| &t.html),
+            "html",
+            &mut errors,
+        ),
+        text: input
+            .text
+            .or_else(|| stored.as_ref().and_then(|t| t.text.clone())),
+        sms: input
+            .sms
+            .or_else(|| stored.as_ref().and_then(|t| t.sms.clone())),
+    };
+    if errors.is_empty() {
+        for problem in check(&source) {
+            errors
+                .entry(problem.part.to_owned())
+                .or_insert(problem.message);
+        }
+    }
+    let key = normalize_email(&input.contact).unwrap_or(input.contact);
+    let contact = store::contact_by_key(env, &key).await?;
+    if contact.is_none() {
+        errors.insert(
+            "contact".into(),
+            "no such contact (give an id or an address)".into(),
+        );
+    }
+    let site = store::get_site(env, &input.site).await?;
+    if site.is_none() {
+        errors.insert("site".into(), "no such site".into());
+    }
+    let (Some(contact), Some(site), true) = (contact, site, errors.is_empty()) else {
+        return Err(ApiError::invalid(errors));
+    };
+    let compiled = Compiled::new(&source).map_err(|e| ApiError::field(e.part, e.message))?;
+    let secret =
+        random::bytes::<32>().ok_or_else(|| ApiError::internal("preview", "no randomness"))?;
+    let keys = Keyring::new(&[(255, &secret)]).map_err(|e| ApiError::internal("preview", e))?;
+    let email = contact.email.clone().unwrap_or_default();
+    let attributes = contact_attributes(&contact);
+    let name = stored.as_ref().map_or(id, |t| t.name.as_str());
+    let context = LetterContext {
+        contact: ContactContext {
+            email: &email,
+            attributes: &attributes,
+        },
+        campaign: CampaignContext {
+            id: "preview",
+            name,
+        },
+        site: SiteContext { name: &site.name },
+    };
+    let base_url = http::public_base_url(&req, env)?;
+    let composed = compose(
+        &Campaign {
+            id: "preview",
+            site: &input.site,
+            template: &compiled,
+            base_url: &base_url,
+            from_name: &site.name,
+            from: &site.from_email,
+            anonymous: false,
+            keys: &keys,
+            now,
+        },
+        &Recipient {
+            contact: &contact.id,
+            email: &email,
+            message: "preview",
+            context: &context,
+        },
+    )
+    .map_err(|e| ApiError::field("html", e.to_string()))?;
+    let links: Vec<_> = composed
+        .links
+        .iter()
+        .map(|(index, url)| json!({ "index": index, "url": url }))
+        .collect();
+    Ok(http::json(
+        200,
+        &json!({ "preview": {
+            "contact": contact.id, "to": email, "from": format!("{} <{}>", site.name, site.from_email),
+            "subject": composed.subject, "html": composed.html, "text": composed.text,
+            "sms": composed.sms.as_deref().map(sms_text), "links": links,
+        }}),
+    ))
 }
 
 fn template_json(t: &TemplateRow) -> serde_json::Value {

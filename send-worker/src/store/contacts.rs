@@ -246,6 +246,9 @@ pub struct ContactRow {
     /// JSON array of tags.
     #[serde(default)]
     pub tags: Option<String>,
+    /// Only where a query asks for it (`contact_by_key`): the fan-out does not need it.
+    #[serde(default)]
+    pub email: Option<String>,
 }
 
 const CONTACT_COLUMNS: &str = "k.id, k.name, k.gender, k.birthday, k.locale, k.time_zone, \
@@ -271,6 +274,17 @@ pub async fn contacts_by_id(env: &Env, ids: &[String]) -> Result<Vec<ContactRow>
         .all()
         .await?
         .results::<ContactRow>()
+}
+
+/// One contact by id or address, with its address.
+pub async fn contact_by_key(env: &Env, key: &str) -> Result<Option<ContactRow>> {
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "SELECT {CONTACT_COLUMNS}, k.email FROM contacts k WHERE k.id = ?1 OR k.email = ?1 LIMIT 1"
+        ))
+        .bind(&[text(key)])?
+        .first::<ContactRow>(None)
+        .await
 }
 
 /// Contact ids for these addresses or ids (unknown ones are left out).
