@@ -36,6 +36,8 @@ HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 NOW="$(date +%s)"
 wrangler d1 execute DB --local --command \
   "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write', $NOW);" >/dev/null
+# A workspace admin to sign in as: the sign-in link lands in the local mail sink.
+./scripts/create-user.sh admin@epistola.localhost admin >/dev/null
 
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT INT TERM
@@ -94,8 +96,9 @@ Epistola is running at http://localhost:$PORT/  (a start page with every link be
 Demo API token (all scopes):
   $TOKEN
 
-Dashboard (sign in with the token above; localhost, so the Secure session cookie is accepted):
-  http://localhost:$PORT/dashboard
+Dashboard: http://localhost:$PORT/dashboard (localhost, so the Secure session cookie is accepted)
+  sign in as admin@epistola.localhost: the one-time link lands in Letters (above);
+  or with the token above, under "Sign in with an API token"
 
 A demo campaign "demo" was signed for contact "demo-reader":
 $SIGNED

@@ -14,3 +14,7 @@ WORKER_BUILD_VERSION="0.8.7"
 CARGO_DENY_VERSION="0.20.2"
 CARGO_FUZZ_VERSION="0.13.2"
 CARGO_MACHETE_VERSION="0.9.2"
+# For the scripts that write to D1 (create-token.sh, create-user.sh): EPISTOLA_PERSIST_TO is the
+# local state directory (wrangler's --persist-to), e.g. a test's; the last argument says where.
+D1_PERSIST=(); [ -n "${EPISTOLA_PERSIST_TO:-}" ] && D1_PERSIST=(--persist-to "$EPISTOLA_PERSIST_TO")
+d1_where_ok() { case "$1" in --local|--remote) ;; *) echo "last argument must be --local or --remote" >&2; exit 2;; esac; }

@@ -55,6 +55,18 @@ pub enum SendJob {
     /// Up to [`CAMPAIGN_CHUNK`] chain runs due for the same step.
     #[serde(rename = "chain_chunk.v1")]
     ChainChunkV1(ChainChunk),
+    /// A workspace user asked for a sign-in link: mail it.
+    #[serde(rename = "sign_in_link.v1")]
+    SignInLinkV1(SignInJob),
+}
+
+/// A sign-in link to mail. The message names the link's row, never a secret: the letter's URL is
+/// signed when the letter is composed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInJob {
+    pub link: String,
+    /// Public origin the request arrived at: the link leads back there.
+    pub base_url: String,
 }
 
 /// Runs of one chain whose step `step` is due.

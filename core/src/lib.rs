@@ -22,6 +22,7 @@ pub mod plan;
 pub mod policy;
 pub mod retry;
 pub mod rfm;
+pub mod roles;
 pub mod segment;
 pub mod sendkey;
 pub mod site;

@@ -53,13 +53,17 @@ pub enum Purpose {
     /// The edge's cron calling the sending worker's tick: internal calls carry proof too, so
     /// nothing that reaches the sending worker some other way can run it.
     InternalTick,
-    /// A dashboard session: names the API token it was opened with (never the token itself).
+    /// A dashboard session: names the API token it was opened with (never the token itself) in
+    /// `campaign`, or the signed-in user in `contact`.
     DashboardSession,
+    /// A one-time sign-in link mailed to a workspace user: the link's id in `campaign` (its use is
+    /// recorded in D1), the user in `contact`.
+    SignIn,
 }
 
 impl Purpose {
     /// Every purpose, in wire-code order.
-    pub const ALL: [Purpose; 8] = [
+    pub const ALL: [Purpose; 9] = [
         Purpose::Open,
         Purpose::Click,
         Purpose::Unsubscribe,
@@ -68,6 +72,7 @@ impl Purpose {
         Purpose::Conversion,
         Purpose::InternalTick,
         Purpose::DashboardSession,
+        Purpose::SignIn,
     ];
 
     fn code(self) -> u8 {
@@ -80,6 +85,7 @@ impl Purpose {
             Purpose::Conversion => 6,
             Purpose::InternalTick => 7,
             Purpose::DashboardSession => 8,
+            Purpose::SignIn => 9,
         }
     }
 
@@ -98,6 +104,7 @@ impl Purpose {
             Purpose::Conversion => "conversion",
             Purpose::InternalTick => "internal_tick",
             Purpose::DashboardSession => "dashboard_session",
+            Purpose::SignIn => "sign_in",
         }
     }
 

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use epistola_core::token::{Claims, Keyring, Link, Purpose, TokenError};
 use proptest::prelude::*;
 
-const PURPOSES: [Purpose; 8] = Purpose::ALL;
+const PURPOSES: [Purpose; 9] = Purpose::ALL;
 
 fn ring(seed: u8) -> Keyring {
     Keyring::new(&[(3, &[seed; 32]), (2, &[seed.wrapping_add(1); 32])]).expect("valid keys")

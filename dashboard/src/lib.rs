@@ -152,18 +152,62 @@ pub fn layout(title: &str, body: &str) -> String {
     )
 }
 
-/// The sign-in page: one field for an API token with the `stats:read` scope.
+fn bare_page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
+<title>{t} · Epistola</title><style>{STYLE}</style></head><body><main><h1>{t}</h1>{body}</main></body></html>",
+        t = escape(title)
+    )
+}
+
+/// The sign-in page: a workspace user asks for a one-time link by address; an API token with
+/// `stats:read` signs in directly (for integrations and the first setup).
 pub fn sign_in(error: Option<&str>) -> String {
     let error = error
         .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
-<title>Sign in · Epistola</title><style>{STYLE}</style></head><body><main><h1>Epistola dashboard</h1>{error}\
-<form method=\"post\" action=\"/dashboard/session\"><label for=\"token\">API token (scope <code>stats:read</code>)</label><br>\
-<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form>\
-</main></body></html>"
+    bare_page(
+        "Sign in to Epistola",
+        &format!(
+            "{error}<form method=\"post\" action=\"/dashboard/sign-in-link\"><label for=\"email\">Your work address</label><br>\
+<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required size=\"32\"> <button>Email me a sign-in link</button></form>\
+<details><summary>Sign in with an API token</summary><form method=\"post\" action=\"/dashboard/session\">\
+<label for=\"token\">API token (scope <code>stats:read</code>)</label><br>\
+<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form></details>"
+        ),
+    )
+}
+
+/// After asking for a link: the same words whether or not the address has an account.
+pub fn link_sent(email: &str, minutes: u64) -> String {
+    bare_page(
+        "Check your mail",
+        &format!(
+            "<p role=\"status\">If <strong>{}</strong> belongs to a workspace user, a sign-in link is on its way. \
+It works once, for {minutes} minutes.</p><p><a href=\"/dashboard\">Back to sign-in</a></p>",
+            escape(email)
+        ),
+    )
+}
+
+/// What a mailed link opens: one button, so a mail scanner that follows the link signs no one in.
+pub fn confirm_sign_in(email: &str, action: &str) -> String {
+    bare_page(
+        "Sign in to Epistola",
+        &format!(
+            "<p>Sign in as <strong>{}</strong>?</p><form method=\"post\" action=\"{}\"><button>Sign in</button></form>",
+            escape(email),
+            escape(action)
+        ),
+    )
+}
+
+/// A link that was used, expired, or whose user was disabled.
+pub fn link_refused() -> String {
+    bare_page(
+        "This sign-in link does not work",
+        "<p>Each link works once, for a short while. <a href=\"/dashboard\">Ask for a new one</a>.</p>",
     )
 }
 

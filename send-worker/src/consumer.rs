@@ -10,7 +10,7 @@ use futures_util::future::join_all;
 use worker::{Env, MessageBatch, MessageExt, RawMessage};
 
 use crate::jobs::{JobError, JobOutcome, JobResult};
-use crate::{campaign_jobs, chain_jobs, doi};
+use crate::{campaign_jobs, chain_jobs, doi, people};
 
 pub async fn consume(batch: &MessageBatch<serde_json::Value>, env: &Env, now: u64) {
     let messages: Vec<RawMessage> = batch.raw_iter().collect();
@@ -35,6 +35,7 @@ async fn run(env: &Env, message: &RawMessage, now: u64) -> JobResult {
         SendJob::LeadConfirmedV1(job) => doi::run(env, OptinLetter::Delivery, &job, now).await,
         SendJob::CampaignChunkV1(chunk) => campaign_jobs::run_chunk(env, &chunk, now).await,
         SendJob::ChainChunkV1(chunk) => chain_jobs::run_chunk(env, &chunk, now).await,
+        SendJob::SignInLinkV1(job) => people::send_sign_in_link(env, &job, now).await,
     }
 }
 

@@ -12,6 +12,7 @@ mod daily;
 mod doi;
 mod jobs;
 mod mailer;
+mod people;
 mod pipeline;
 mod routes;
 mod sms;

@@ -125,6 +125,25 @@ pub fn delivery(site: &SiteConfig, preferences_url: &str) -> Letter {
     }
 }
 
+/// The workspace's one-time sign-in link for a user (`minutes`: how long it works).
+pub fn sign_in(sign_in_url: &str, minutes: u32) -> Letter {
+    let text = format!(
+        "Sign in to the Epistola workspace:\n\n{sign_in_url}\n\nThe link works once, for {minutes} minutes. \
+         If you did not ask for it, ignore this letter: nobody can sign in without it.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>Sign in to Epistola</h1>{}\
+         <p>The link works once, for {minutes} minutes.</p><p style=\"color:#666\">If you did not ask for it, \
+         ignore this letter: nobody can sign in without it.</p></body></html>",
+        button(sign_in_url, "Sign in")
+    );
+    Letter {
+        subject: "Your Epistola sign-in link".into(),
+        text,
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

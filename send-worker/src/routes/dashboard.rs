@@ -6,25 +6,34 @@
 use std::collections::{BTreeMap, HashMap};
 
 use epistola_core::auth::{has_scope, hash_api_token, Scope};
+use epistola_core::capture::normalize_email;
 use epistola_core::chain::step_stats_id;
+use epistola_core::event::{SendJob, SignInJob};
 use epistola_core::ids::validate_id;
+use epistola_core::roles::Role;
 use epistola_core::stats::CampaignStats;
 use epistola_core::token::Purpose;
 use epistola_core::url::{origin_of, query_value};
 use epistola_dashboard::{self as page, AnswerShare, CampaignInfo, ChainInfo, SegmentCount};
 use epistola_worker_kit::db::{
-    campaign_rollups, live_token, live_token_scopes_by_id, token_scopes,
+    campaign_rollups, enqueue, live_token, live_token_scopes_by_id, token_scopes,
 };
 use worker::{Env, Method, Request, Response};
 
 use crate::http::{self, ApiError, ApiResult};
-use crate::{config, store};
+use crate::{bindings, config, random, store};
 
 /// Routes everything under `/dashboard`.
 pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Response {
     let method = req.method();
     let result = match (rest, method) {
         (["session"], Method::Post) => sign_in(req, env, now).await,
+        (["sign-in-link"], Method::Post) => request_link(req, env, now).await,
+        (["sign-in-link"], _) => return http::method_not_allowed("POST"),
+        (["sign-in", token], Method::Get) => link_page(env, token, now).await,
+        (["sign-in", token], Method::Head) => link_page(env, token, now).await.map(http::head),
+        (["sign-in", token], Method::Post) => use_link(&req, env, token, now).await,
+        (["sign-in", _], _) => return http::method_not_allowed("GET, HEAD, POST"),
         (["logout"], Method::Post) => sign_out(&req),
         (["session" | "logout"], _) => return http::method_not_allowed("POST"),
         (_, Method::Get | Method::Head) => match signed_in(&req, env, now).await {
@@ -126,8 +135,15 @@ fn see_other(location: &str, cookie: Option<&str>) -> Response {
     resp
 }
 
-/// Does the request carry a live session: a signed, unexpired session token whose API token is
-/// still live with `stats:read` (revoking the token ends its sessions at once)?
+/// A user session names the user in `contact` under this `campaign`; an API token's session
+/// names the token in `campaign` and no contact.
+const USER_SESSION: &str = "user";
+/// How long a mailed sign-in link works.
+const LINK_SECONDS: u64 = 15 * 60;
+
+/// Does the request carry a live session: a signed, unexpired session token whose user is still
+/// active, or whose API token is still live, with `stats:read` (disabling the user or revoking
+/// the token ends its sessions at once)?
 async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<bool> {
     let cookies = http::header(req, "Cookie");
     let Some(session) = page::session_token(cookies.as_deref()) else {
@@ -136,9 +152,114 @@ async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<bool> {
     let Ok(claims) = config::verify_token(env, session, Purpose::DashboardSession, now) else {
         return Ok(false);
     };
-    Ok(live_token_scopes_by_id(env, &claims.campaign)
+    let scopes = if claims.contact.is_empty() {
+        live_token_scopes_by_id(env, &claims.campaign).await?
+    } else {
+        store::active_user(env, &claims.contact)
+            .await?
+            .filter(|u| u.id == claims.contact)
+            .and_then(|u| Role::parse(&u.role))
+            .map(Role::scope_list)
+    };
+    Ok(scopes.is_some_and(|scopes| has_scope(&scopes, Scope::StatsRead)))
+}
+
+/// `POST /dashboard/sign-in-link`: mails a one-time link to a workspace user. The answer is the
+/// same for every address (no one learns who has an account); links per user are limited.
+async fn request_link(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
+    if let Some(refused) = sign_in_refused(&req, env, now).await? {
+        return Ok(refused);
+    }
+    let form = http::read_form(&mut req, http::MAX_FORM_BYTES).await?;
+    let given = form.get_field("email").unwrap_or_default();
+    let Ok(email) = normalize_email(&given) else {
+        return Ok(http::html_document(
+            400,
+            page::sign_in(Some("That is not an e-mail address.")),
+        ));
+    };
+    if let Some(user) = store::active_user(env, &email).await? {
+        let id = random::id("sl_").ok_or_else(|| ApiError::internal("link id", "no randomness"))?;
+        if store::create_sign_in_link(env, &id, &user.id, now, LINK_SECONDS).await? {
+            let base_url = http::public_base_url(&req, env)?;
+            let job = SendJob::SignInLinkV1(SignInJob { link: id, base_url });
+            enqueue(env, bindings::SENDS, &job).await?;
+        }
+    }
+    Ok(http::html_document(
+        200,
+        page::link_sent(&email, LINK_SECONDS / 60),
+    ))
+}
+
+/// The link's row and user, if the token is genuine and the link still works.
+async fn working_link(
+    env: &Env,
+    token: &str,
+    now: u64,
+) -> ApiResult<Option<(String, store::UserRow)>> {
+    let Ok(claims) = config::verify_token(env, token, Purpose::SignIn, now) else {
+        return Ok(None);
+    };
+    let link = store::sign_in_link(env, &claims.campaign).await?;
+    let works = link.is_some_and(|l| {
+        l.used_at.is_none() && l.expires_at > now as i64 && l.user_id == claims.contact
+    });
+    if !works {
+        return Ok(None);
+    }
+    let user = store::active_user(env, &claims.contact)
         .await?
-        .is_some_and(|scopes| has_scope(&scopes, Scope::StatsRead)))
+        .filter(|u| u.id == claims.contact);
+    Ok(user.map(|u| (claims.campaign, u)))
+}
+
+/// `GET /dashboard/sign-in/{token}`: one button; a GET (a mail scanner's) signs no one in.
+async fn link_page(env: &Env, token: &str, now: u64) -> ApiResult<Response> {
+    Ok(match working_link(env, token, now).await? {
+        Some((_, user)) => http::html_document(
+            200,
+            page::confirm_sign_in(&user.email, &format!("/dashboard/sign-in/{token}")),
+        ),
+        None => http::html_document(400, page::link_refused()),
+    })
+}
+
+/// `POST /dashboard/sign-in/{token}`: uses the link once and starts the user's session.
+async fn use_link(req: &Request, env: &Env, token: &str, now: u64) -> ApiResult<Response> {
+    if !same_origin(req) {
+        return Ok(http::page(
+            403,
+            "Sign in",
+            "<p>Sign in from the page the link opened.</p>",
+        ));
+    }
+    let Some((link, user)) = working_link(env, token, now).await? else {
+        return Ok(http::html_document(400, page::link_refused()));
+    };
+    if !store::use_sign_in_link(env, &link, &user.id, now).await? {
+        return Ok(http::html_document(400, page::link_refused()));
+    }
+    start_session(env, USER_SESSION, &user.id, now)
+}
+
+/// Signs the session (a user's, or an API token's with `contact` empty) and sends the browser to
+/// the dashboard with its cookie.
+fn start_session(env: &Env, campaign: &str, contact: &str, now: u64) -> ApiResult<Response> {
+    let session = config::sign_contact_token(
+        env,
+        Purpose::DashboardSession,
+        campaign,
+        contact,
+        "",
+        now,
+        page::SESSION_SECONDS as u32,
+    )
+    .ok_or_else(|| ApiError::internal("session", "no signing key"))?;
+    Ok(see_other(
+        "/dashboard",
+        Some(&page::session_cookie(&session)),
+    ))
 }
 
 /// Sign-in attempts per client (hashed IP) per 15 minutes: plenty for a person who mistyped,
@@ -156,15 +277,17 @@ fn same_origin(req: &Request) -> bool {
     }
 }
 
-async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
-    if !same_origin(&req) {
-        return Ok(http::page(
+/// Why a sign-in POST (token or link request) is refused before its form is read: another
+/// origin (`403`), or this client (hashed IP) tried too often (`429`).
+async fn sign_in_refused(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Response>> {
+    if !same_origin(req) {
+        return Ok(Some(http::page(
             403,
             "Sign in",
             "<p>Sign in from the dashboard page itself.</p>",
-        ));
+        )));
     }
-    let ip = http::header(&req, "CF-Connecting-IP").unwrap_or_default();
+    let ip = http::header(req, "CF-Connecting-IP").unwrap_or_default();
     let subject = epistola_core::iphash::rate_limit_subject(&ip);
     let client = config::hash_client_ip(env, Some(&subject), now)
         // Without the hashing key no address is kept, not even hashed: one shared bucket.
@@ -176,7 +299,14 @@ async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
             page::sign_in(Some("Too many attempts. Wait a few minutes and try again.")),
         );
         let _ = resp.headers_mut().set("Retry-After", &window.to_string());
-        return Ok(resp);
+        return Ok(Some(resp));
+    }
+    Ok(None)
+}
+
+async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
+    if let Some(refused) = sign_in_refused(&req, env, now).await? {
+        return Ok(refused);
     }
     let token = match http::read_form(&mut req, http::MAX_FORM_BYTES).await {
         Ok(form) => form.get_field("token").unwrap_or_default(),
@@ -197,20 +327,7 @@ async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
             let Some(id) = live_token(env, &hash_api_token(token)).await?.map(|t| t.id) else {
                 return refused("Unknown or revoked API token.");
             };
-            let session = config::sign_contact_token(
-                env,
-                Purpose::DashboardSession,
-                &id,
-                "",
-                "",
-                now,
-                page::SESSION_SECONDS as u32,
-            )
-            .ok_or_else(|| ApiError::internal("session", "no signing key"))?;
-            Ok(see_other(
-                "/dashboard",
-                Some(&page::session_cookie(&session)),
-            ))
+            start_session(env, &id, "", now)
         }
     }
 }

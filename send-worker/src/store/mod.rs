@@ -19,6 +19,7 @@ mod insight;
 mod limits;
 mod lists;
 mod optin;
+mod people;
 mod sends;
 mod webhook_outbox;
 
@@ -30,6 +31,7 @@ pub use insight::*;
 pub use limits::*;
 pub use lists::*;
 pub use optin::*;
+pub use people::*;
 pub use sends::*;
 pub use webhook_outbox::*;
 
