@@ -137,7 +137,112 @@ th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:firs
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
 button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
 input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
-.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}";
+.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}";
+
+/// Where `with_viewer` puts what depends on who is signed in (pages are rendered without it).
+const VIEWER_SLOT: &str = "<!--viewer-->";
+
+/// Who is signed in, as the header shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Viewer {
+    /// The user's address, or the API token's name.
+    pub name: String,
+    /// The user's role, or `API token`.
+    pub role: String,
+    /// Holds `contacts:read`: the Contacts page is in the navigation.
+    pub reads_contacts: bool,
+}
+
+/// A rendered page with the viewer's part of the header: the pages they may open, and who they are.
+pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
+    let contacts = if viewer.reads_contacts {
+        "<a href=\"/dashboard/contacts\">Contacts</a>"
+    } else {
+        ""
+    };
+    let strip = format!(
+        "{contacts}<span class=\"who\">{} · {}</span>",
+        escape(&viewer.name),
+        escape(&viewer.role)
+    );
+    document.replacen(VIEWER_SLOT, &strip, 1)
+}
+
+/// One contact in the contacts list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactLine {
+    pub id: String,
+    pub email: String,
+    pub name: String,
+    pub status: String,
+    pub tags: Vec<String>,
+    /// When the contact was added, `YYYY-MM-DD HH:MM` UTC.
+    pub added: String,
+}
+
+/// The contacts page: a search (`query`, as `GET /v1/contacts` takes it) with its error next to
+/// the field, one page of contacts, and the link to the next page.
+pub fn contacts(
+    query: &str,
+    error: Option<&str>,
+    rows: &[ContactLine],
+    next: Option<&str>,
+) -> String {
+    let described = if error.is_some() {
+        " aria-describedby=\"query-error\" aria-invalid=\"true\""
+    } else {
+        ""
+    };
+    let error = error
+        .map(|e| {
+            format!(
+                "<p id=\"query-error\" class=\"err\" role=\"alert\">{}</p>",
+                escape(e)
+            )
+        })
+        .unwrap_or_default();
+    let mut body = format!(
+        "<form method=\"get\" action=\"/dashboard/contacts\" role=\"search\"><label for=\"query\">Search</label> \
+<input id=\"query\" name=\"query\" value=\"{}\" size=\"40\"{described} placeholder=\"olena tag:vip locale:uk\"> <button>Search</button>\
+{error}<p class=\"muted\">Words are found in the address and the name; <code>tag:vip</code> has the tag; \
+<code>locale:uk</code> or <code>city:\"New York\"</code> matches a field exactly. Every term must hold.</p></form>",
+        escape(query)
+    );
+    if rows.is_empty() {
+        body.push_str(if query.trim().is_empty() {
+            "<p class=\"notice\">No contacts yet. The widget adds them as people sign up; <code>POST /v1/contacts/import</code> takes a CSV.</p>"
+        } else {
+            "<p class=\"notice\">No contact matches every term of this search.</p>"
+        });
+    } else {
+        let lines: Vec<Vec<String>> = rows
+            .iter()
+            .map(|c| {
+                vec![
+                    escape(&c.email),
+                    escape(&c.name),
+                    escape(&c.status),
+                    escape(&c.tags.join(", ")),
+                    escape(&c.added),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["Address", "Name", "Status", "Tags", "Added (UTC)"],
+            &lines,
+            None,
+        ));
+    }
+    if let Some(cursor) = next {
+        let _ = write!(
+            body,
+            "<p><a href=\"/dashboard/contacts?query={}&amp;cursor={}\">Next page</a></p>",
+            path_id(query),
+            path_id(cursor)
+        );
+    }
+    layout("Contacts", &body)
+}
 
 /// A dashboard page: header with navigation and sign-out, then `body` (already escaped).
 pub fn layout(title: &str, body: &str) -> String {
@@ -146,7 +251,7 @@ pub fn layout(title: &str, body: &str) -> String {
 <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><meta name=\"robots\" content=\"noindex\">\
 <title>{t} · Epistola</title><style>{STYLE}</style></head><body><header><strong>Epistola</strong>\
 <a href=\"/dashboard\">Campaigns</a><a href=\"/dashboard/chains\">Chains</a><a href=\"/dashboard/audience\">Audience</a>\
-<form method=\"post\" action=\"/dashboard/logout\"><button>Sign out</button></form></header>\
+{VIEWER_SLOT}<form method=\"post\" action=\"/dashboard/logout\"><button>Sign out</button></form></header>\
 <main><h1>{t}</h1>{body}</main></body></html>",
         t = escape(title)
     )
@@ -162,19 +267,30 @@ fn bare_page(title: &str, body: &str) -> String {
 }
 
 /// The sign-in page: a workspace user asks for a one-time link by address; an API token with
-/// `stats:read` signs in directly (for integrations and the first setup).
+/// `stats:read` signs in directly (for integrations and the first setup), under "Sign in with an
+/// API token".
 pub fn sign_in(error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"err\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
+    sign_in_page(error, None)
+}
+
+/// The sign-in page after a refused API token: the token form open, its error beside it.
+pub fn token_refused(error: &str) -> String {
+    sign_in_page(None, Some(error))
+}
+
+fn sign_in_page(error: Option<&str>, token_error: Option<&str>) -> String {
+    let alert = |e: &str| format!("<p class=\"err\" role=\"alert\">{}</p>", escape(e));
+    let open = if token_error.is_some() { " open" } else { "" };
     bare_page(
         "Sign in to Epistola",
         &format!(
-            "{error}<form method=\"post\" action=\"/dashboard/sign-in-link\"><label for=\"email\">Your work address</label><br>\
+            "{}<form method=\"post\" action=\"/dashboard/sign-in-link\"><label for=\"email\">Your work address</label><br>\
 <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required size=\"32\"> <button>Email me a sign-in link</button></form>\
-<details><summary>Sign in with an API token</summary><form method=\"post\" action=\"/dashboard/session\">\
+<details{open}><summary>Sign in with an API token</summary>{}<form method=\"post\" action=\"/dashboard/session\">\
 <label for=\"token\">API token (scope <code>stats:read</code>)</label><br>\
-<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form></details>"
+<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form></details>",
+            error.map(alert).unwrap_or_default(),
+            token_error.map(alert).unwrap_or_default(),
         ),
     )
 }
@@ -772,6 +888,67 @@ pub fn audience_csv(answers: &[AnswerShare]) -> String {
 mod tests {
     use super::*;
     use epistola_core::stats::{RollupRow, NO_LINK};
+
+    #[test]
+    fn a_refused_token_opens_the_token_form_with_its_error() {
+        let page = token_refused("This token lacks the stats:read scope.");
+        assert!(page.contains(
+            "<details open><summary>Sign in with an API token</summary><p class=\"err\""
+        ));
+        assert!(
+            sign_in(None).contains("<details><summary>")
+                && !sign_in(None).contains("class=\"err\"")
+        );
+        assert!(sign_in(Some("Too many <attempts>")).contains("Too many &lt;attempts&gt;"));
+    }
+
+    #[test]
+    fn the_header_shows_who_and_only_the_pages_they_may_open() {
+        let page = chains(&[]);
+        let analyst = Viewer {
+            name: "ivo@team.example".into(),
+            role: "analyst".into(),
+            reads_contacts: false,
+        };
+        let author = Viewer {
+            name: "<ann>".into(),
+            role: "author".into(),
+            reads_contacts: true,
+        };
+        let a = with_viewer(&page, &analyst);
+        assert!(a.contains("ivo@team.example · analyst") && !a.contains("/dashboard/contacts"));
+        let b = with_viewer(&page, &author);
+        assert!(b.contains("href=\"/dashboard/contacts\"") && b.contains("&lt;ann&gt; · author"));
+        assert!(!b.contains(VIEWER_SLOT));
+    }
+
+    #[test]
+    fn contacts_page_states_search_errors_and_next_page() {
+        let none = contacts("", None, &[], None);
+        assert!(none.contains("No contacts yet"));
+        let miss = contacts("tag:vip", None, &[], None);
+        assert!(miss.contains("No contact matches") && miss.contains("value=\"tag:vip\""));
+        let bad = contacts("tag:", Some("tag:: a tag must not be empty"), &[], None);
+        assert!(
+            bad.contains("aria-describedby=\"query-error\"") && bad.contains("id=\"query-error\"")
+        );
+        let row = ContactLine {
+            id: "c_1".into(),
+            email: "ann@example.com".into(),
+            name: "Ann <b>".into(),
+            status: "confirmed".into(),
+            tags: vec!["vip".into(), "new".into()],
+            added: "2026-12-04 05:00".into(),
+        };
+        let page = contacts("city:\"New York\"", None, &[row], Some("1796371200:c_1"));
+        assert!(page.contains("Ann &lt;b&gt;") && page.contains("vip, new"));
+        assert!(
+            page.contains(
+                "/dashboard/contacts?query=city%3A%22New%20York%22&amp;cursor=1796371200%3Ac_1"
+            ),
+            "{page}"
+        );
+    }
 
     fn stats(id: &str, rows: &[(&str, &str, i64, u64)]) -> CampaignStats {
         let rows: Vec<RollupRow> = rows

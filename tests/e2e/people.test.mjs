@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startSendingSystem, launchBrowser, ROOT } from './harness.mjs';
+import { startSendingSystem, launchBrowser, api, ROOT } from './harness.mjs';
 
 const run = promisify(execFile);
 let w;
@@ -146,4 +146,55 @@ test('asking for a link tells no one who has an account, and floods no mailbox',
   });
   assert.equal(cross.status, 403);
   assert.equal((await fetch(`${w.url}/dashboard/sign-in-link`)).status, 405);
+});
+
+/** Signs a user in the way the mailed link does, without a browser: the session cookie. */
+async function userCookie(email) {
+  const before = (await mail.messages()).filter(to(email)).length;
+  assert.equal((await askFor(email, `198.51.100.${Math.floor(Math.random() * 200)}`)).status, 200);
+  const letters = await mail.waitFor((m) => to(email)(m), { what: `${email}'s letter` });
+  assert.ok(letters.length > before);
+  const link = linkIn(letters.sort((a, b) => new Date(b.time) - new Date(a.time))[0]);
+  const r = await fetch(link, { method: 'POST', redirect: 'manual', headers: { origin: w.url } });
+  assert.equal(r.status, 303, await r.text());
+  return r.headers.get('set-cookie').split(';')[0];
+}
+
+test('roles in the dashboard: an author reads and searches contacts, an analyst sees numbers only', async () => {
+  await script('ava@team.example', 'author');
+  await script('ivy@team.example', 'analyst');
+  const imported = await api(w, 'POST', '/v1/contacts/import', {
+    token: w.tokens.marketer,
+    body: { contacts: [
+      { email: 'kira@example.org', name: 'Kira <Lee>', tags: ['vip'] },
+      { email: 'lev@example.org', name: 'Lev', tags: ['new'] },
+    ] },
+  });
+  assert.equal(imported.status, 200, imported.text);
+  const page = async (cookie, path) => {
+    const r = await fetch(`${w.url}${path}`, { headers: { cookie }, redirect: 'manual' });
+    return { status: r.status, html: await r.text() };
+  };
+  const author = await userCookie('ava@team.example');
+  const home = await page(author, '/dashboard');
+  assert.match(home.html, /ava@team\.example · author/);
+  assert.match(home.html, /href="\/dashboard\/contacts"/);
+  const vip = await page(author, '/dashboard/contacts?query=tag%3Avip');
+  assert.equal(vip.status, 200);
+  assert.match(vip.html, /kira@example\.org/);
+  assert.match(vip.html, /Kira &lt;Lee&gt;/, 'names are escaped');
+  assert.doesNotMatch(vip.html, /lev@example\.org/);
+  const bad = await page(author, '/dashboard/contacts?query=tag%3A');
+  assert.equal(bad.status, 200);
+  assert.match(bad.html, /id="query-error"[^>]*>tag:: a tag must not be empty/);
+  assert.match((await page(author, '/dashboard/contacts?query=nobody-at-all')).html, /No contact matches/);
+
+  const analyst = await userCookie('ivy@team.example');
+  const numbers = await page(analyst, '/dashboard');
+  assert.equal(numbers.status, 200);
+  assert.match(numbers.html, /ivy@team\.example · analyst/);
+  assert.doesNotMatch(numbers.html, /\/dashboard\/contacts/);
+  const refused = await page(analyst, '/dashboard/contacts');
+  assert.equal(refused.status, 403);
+  assert.doesNotMatch(refused.html, /kira@example\.org/);
 });

@@ -8,8 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 use epistola_core::auth::{has_scope, hash_api_token, Scope};
 use epistola_core::capture::normalize_email;
 use epistola_core::chain::step_stats_id;
+use epistola_core::contact::utc_date;
 use epistola_core::event::{SendJob, SignInJob};
 use epistola_core::ids::validate_id;
+use epistola_core::listing::{parse_contact_search, split_page};
 use epistola_core::roles::Role;
 use epistola_core::stats::CampaignStats;
 use epistola_core::token::Purpose;
@@ -20,6 +22,7 @@ use epistola_worker_kit::db::{
 };
 use worker::{Env, Method, Request, Response};
 
+use super::listing;
 use crate::http::{self, ApiError, ApiResult};
 use crate::{bindings, config, random, store};
 
@@ -37,9 +40,9 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
         (["logout"], Method::Post) => sign_out(&req),
         (["session" | "logout"], _) => return http::method_not_allowed("POST"),
         (_, Method::Get | Method::Head) => match signed_in(&req, env, now).await {
-            Ok(true) => page_for(&req, env, rest, now).await,
-            Ok(false) if rest.is_empty() => Ok(http::html_document(200, page::sign_in(None))),
-            Ok(false) => Ok(see_other("/dashboard", None)),
+            Ok(Some(session)) => page_for(&req, env, rest, &session, now).await,
+            Ok(None) if rest.is_empty() => Ok(http::html_document(200, page::sign_in(None))),
+            Ok(None) => Ok(see_other("/dashboard", None)),
             Err(e) => Err(e),
         },
         _ => return http::method_not_allowed("GET, HEAD"),
@@ -55,8 +58,32 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
     })
 }
 
-async fn page_for(req: &Request, env: &Env, rest: &[&str], now: u64) -> ApiResult<Response> {
+async fn page_for(
+    req: &Request,
+    env: &Env,
+    rest: &[&str],
+    session: &Session,
+    now: u64,
+) -> ApiResult<Response> {
+    let html =
+        |document: String| http::html_document(200, page::with_viewer(&document, &session.viewer));
     match rest {
+        ["contacts"] => {
+            if !has_scope(&session.scopes, Scope::ContactsRead) {
+                return Ok(http::page(
+                    403,
+                    "Contacts",
+                    "<p>Your role does not read contacts. <a href=\"/dashboard\">Back to the campaigns</a></p>",
+                ));
+            }
+            let (query, error, rows, next) = contact_page(req, env).await?;
+            Ok(html(page::contacts(
+                &query,
+                error.as_deref(),
+                &rows,
+                next.as_deref(),
+            )))
+        }
         [] => {
             let rows = campaign_rows(env).await?;
             Ok(html(page::campaigns(&rows)))
@@ -115,8 +142,63 @@ async fn page_for(req: &Request, env: &Env, rest: &[&str], now: u64) -> ApiResul
     }
 }
 
-fn html(document: String) -> Response {
-    http::html_document(200, document)
+/// One page of the contacts list as `GET /v1/contacts` answers it, or the search's error.
+async fn contact_page(
+    req: &Request,
+    env: &Env,
+) -> ApiResult<(
+    String,
+    Option<String>,
+    Vec<page::ContactLine>,
+    Option<String>,
+)> {
+    let [query, cursor] = match listing::params(req, ["query", "cursor"]) {
+        Ok(values) => values,
+        Err(_) => {
+            return Ok((
+                String::new(),
+                Some("The search was not readable.".into()),
+                vec![],
+                None,
+            ))
+        }
+    };
+    let query = query.unwrap_or_default();
+    let parsed = parse_contact_search(&query).and_then(|search| {
+        listing::page_of(None, cursor.as_deref())
+            .map(|page| (search, page))
+            .map_err(|_| "That page link is broken; search again.".to_owned())
+    });
+    let (search, page) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok((query, Some(e), vec![], None)),
+    };
+    let rows = store::list_contacts(env, &search, &page).await?;
+    let (rows, next) = split_page(rows, page.limit, listing::row_cursor);
+    let lines = rows
+        .iter()
+        .map(|c| {
+            let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            let at = c["created_at"].as_u64().unwrap_or_default();
+            let day = utc_date(at).map(|d| d.0).unwrap_or_default();
+            page::ContactLine {
+                id: text("id"),
+                email: text("email"),
+                name: text("name"),
+                status: text("status"),
+                tags: c["tags"]
+                    .as_array()
+                    .map(|t| {
+                        t.iter()
+                            .filter_map(|x| x.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                added: format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60),
+            }
+        })
+        .collect();
+    Ok((query, None, lines, next))
 }
 
 fn see_other(location: &str, cookie: Option<&str>) -> Response {
@@ -144,24 +226,48 @@ const LINK_SECONDS: u64 = 15 * 60;
 /// Does the request carry a live session: a signed, unexpired session token whose user is still
 /// active, or whose API token is still live, with `stats:read` (disabling the user or revoking
 /// the token ends its sessions at once)?
-async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<bool> {
+/// A live dashboard session: who, and the scopes they hold.
+struct Session {
+    viewer: page::Viewer,
+    scopes: String,
+}
+
+async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Session>> {
     let cookies = http::header(req, "Cookie");
     let Some(session) = page::session_token(cookies.as_deref()) else {
-        return Ok(false);
+        return Ok(None);
     };
     let Ok(claims) = config::verify_token(env, session, Purpose::DashboardSession, now) else {
-        return Ok(false);
+        return Ok(None);
     };
-    let scopes = if claims.contact.is_empty() {
-        live_token_scopes_by_id(env, &claims.campaign).await?
+    let who = if claims.contact.is_empty() {
+        live_token_scopes_by_id(env, &claims.campaign)
+            .await?
+            .map(|scopes| {
+                (
+                    format!("API token {}", claims.campaign),
+                    "API token".to_owned(),
+                    scopes,
+                )
+            })
     } else {
         store::active_user(env, &claims.contact)
             .await?
             .filter(|u| u.id == claims.contact)
-            .and_then(|u| Role::parse(&u.role))
-            .map(Role::scope_list)
+            .and_then(|u| {
+                Role::parse(&u.role).map(|r| (u.email, r.as_str().to_owned(), r.scope_list()))
+            })
     };
-    Ok(scopes.is_some_and(|scopes| has_scope(&scopes, Scope::StatsRead)))
+    Ok(who
+        .filter(|(_, _, scopes)| has_scope(scopes, Scope::StatsRead))
+        .map(|(name, role, scopes)| Session {
+            viewer: page::Viewer {
+                name,
+                role,
+                reads_contacts: has_scope(&scopes, Scope::ContactsRead),
+            },
+            scopes,
+        }))
 }
 
 /// `POST /dashboard/sign-in-link`: mails a one-time link to a workspace user. The answer is the
@@ -314,7 +420,7 @@ async fn sign_in(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
         Err(_) => String::new(),
     };
     let token = token.trim();
-    let refused = |why: &str| Ok(http::html_document(401, page::sign_in(Some(why))));
+    let refused = |why: &str| Ok(http::html_document(401, page::token_refused(why)));
     if !page::is_cookie_safe(token) {
         return refused("That is not an API token.");
     }

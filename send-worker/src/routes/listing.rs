@@ -32,15 +32,25 @@ pub fn params<const N: usize>(req: &Request, names: [&str; N]) -> ApiResult<[Opt
 /// The page the request asks for.
 pub fn requested(req: &Request) -> ApiResult<Page> {
     let [limit, cursor] = params(req, ["limit", "cursor"])?;
-    page(limit.as_deref(), cursor.as_deref()).map_err(ApiError::invalid)
+    page_of(limit.as_deref(), cursor.as_deref())
+}
+
+/// A page from decoded `limit` and `cursor` values.
+pub fn page_of(limit: Option<&str>, cursor: Option<&str>) -> ApiResult<Page> {
+    page(limit, cursor).map_err(ApiError::invalid)
+}
+
+/// Where the page after `row` starts.
+pub fn row_cursor(row: &Value) -> Cursor {
+    Cursor {
+        created_at: row["created_at"].as_i64().unwrap_or_default(),
+        id: row["id"].as_str().unwrap_or_default().to_owned(),
+    }
 }
 
 /// `rows` (up to `limit + 1`, newest first) as the answer under `key`.
 pub fn answer(key: &str, rows: Vec<Value>, limit: usize) -> Response {
-    let (rows, next) = split_page(rows, limit, |row| Cursor {
-        created_at: row["created_at"].as_i64().unwrap_or_default(),
-        id: row["id"].as_str().unwrap_or_default().to_owned(),
-    });
+    let (rows, next) = split_page(rows, limit, row_cursor);
     http::json(200, &json!({ key: rows, "next_cursor": next }))
 }
 
