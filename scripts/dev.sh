@@ -98,7 +98,7 @@ Demo API token (all scopes):
 
 Dashboard: http://localhost:$PORT/dashboard (localhost, so the Secure session cookie is accepted)
   sign in as admin@epistola.localhost: the one-time link lands in Letters (above);
-  or with the token above, under "Sign in with an API token"
+  or with the token above
 
 A demo campaign "demo" was signed for contact "demo-reader":
 $SIGNED

@@ -159,6 +159,7 @@ pub fn parse_contact_search(query: &str) -> Result<ContactSearch, String> {
             return Err(format!("a term may have at most {MAX_TERM_LEN} characters"));
         }
         match term.split_once(':') {
+            Some(("tag", "")) => return Err("tag: needs a tag (tag:vip)".into()),
             Some(("tag", tag)) => {
                 crate::ids::validate_id(tag, false).map_err(|e| format!("tag:{tag}: a tag {e}"))?;
                 search.tags.push(tag.to_owned());

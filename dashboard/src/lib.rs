@@ -188,7 +188,8 @@ pub fn contacts(
     rows: &[ContactLine],
     next: Option<&str>,
 ) -> String {
-    let described = if error.is_some() {
+    let has_error = error.is_some();
+    let described = if has_error {
         " aria-describedby=\"query-error\" aria-invalid=\"true\""
     } else {
         ""
@@ -208,7 +209,9 @@ pub fn contacts(
 <code>locale:uk</code> or <code>city:\"New York\"</code> matches a field exactly. Every term must hold.</p></form>",
         escape(query)
     );
-    if rows.is_empty() {
+    if has_error {
+        // The search did not run: saying "nothing matches" would be wrong.
+    } else if rows.is_empty() {
         body.push_str(if query.trim().is_empty() {
             "<p class=\"notice\">No contacts yet. The widget adds them as people sign up; <code>POST /v1/contacts/import</code> takes a CSV.</p>"
         } else {
@@ -266,29 +269,27 @@ fn bare_page(title: &str, body: &str) -> String {
     )
 }
 
-/// The sign-in page: a workspace user asks for a one-time link by address; an API token with
-/// `stats:read` signs in directly (for integrations and the first setup), under "Sign in with an
-/// API token".
+/// The sign-in page: an API token with `stats:read` (first, as the dashboard always had it: its
+/// form is the page's first), and for workspace users a one-time link mailed to their address.
 pub fn sign_in(error: Option<&str>) -> String {
     sign_in_page(error, None)
 }
 
-/// The sign-in page after a refused API token: the token form open, its error beside it.
+/// The sign-in page after a refused API token, its error beside the token field.
 pub fn token_refused(error: &str) -> String {
     sign_in_page(None, Some(error))
 }
 
 fn sign_in_page(error: Option<&str>, token_error: Option<&str>) -> String {
     let alert = |e: &str| format!("<p class=\"err\" role=\"alert\">{}</p>", escape(e));
-    let open = if token_error.is_some() { " open" } else { "" };
     bare_page(
         "Sign in to Epistola",
         &format!(
-            "{}<form method=\"post\" action=\"/dashboard/sign-in-link\"><label for=\"email\">Your work address</label><br>\
-<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required size=\"32\"> <button>Email me a sign-in link</button></form>\
-<details{open}><summary>Sign in with an API token</summary>{}<form method=\"post\" action=\"/dashboard/session\">\
+            "{}<form method=\"post\" action=\"/dashboard/session\">\
 <label for=\"token\">API token (scope <code>stats:read</code>)</label><br>\
-<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button></form></details>",
+<input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required size=\"40\"> <button>Sign in</button>{}</form>\
+<h2>Workspace users</h2><form method=\"post\" action=\"/dashboard/sign-in-link\"><label for=\"email\">Your work address</label><br>\
+<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"email\" required size=\"32\"> <button>Email me a sign-in link</button></form>",
             error.map(alert).unwrap_or_default(),
             token_error.map(alert).unwrap_or_default(),
         ),
@@ -441,6 +442,13 @@ pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)]) -> String {
             )
         })
         .collect();
+    if rows.is_empty() {
+        return layout(
+            "Campaigns",
+            "<p class=\"notice\">No campaigns yet. A campaign appears here once it is created \
+(<code>PUT /v1/campaigns/{id}</code>) or once links are signed for one (<code>POST /v1/track/links</code>).</p>",
+        );
+    }
     let mut body = table(&LIST_HEAD, &body_rows, Some("/dashboard/campaigns.csv"));
     if rows.len() >= 2 {
         let _ = write!(
@@ -890,15 +898,13 @@ mod tests {
     use epistola_core::stats::{RollupRow, NO_LINK};
 
     #[test]
-    fn a_refused_token_opens_the_token_form_with_its_error() {
+    fn a_refused_token_has_its_error_beside_the_token_field() {
         let page = token_refused("This token lacks the stats:read scope.");
-        assert!(page.contains(
-            "<details open><summary>Sign in with an API token</summary><p class=\"err\""
-        ));
-        assert!(
-            sign_in(None).contains("<details><summary>")
-                && !sign_in(None).contains("class=\"err\"")
-        );
+        let token_form = page.find("/dashboard/session").expect("token form");
+        let link_form = page.find("/dashboard/sign-in-link").expect("link form");
+        let error = page.find("class=\"err\"").expect("error");
+        assert!(token_form < error && error < link_form, "{page}");
+        assert!(!sign_in(None).contains("class=\"err\""));
         assert!(sign_in(Some("Too many <attempts>")).contains("Too many &lt;attempts&gt;"));
     }
 

@@ -30,7 +30,7 @@ pub fn page(env: &Env) -> Response {
     let mut items = link(
         "/dashboard",
         "Dashboard",
-        "campaigns, chains, audience and stats (sign in with an API token)",
+        "campaigns, chains, audience, contacts and stats (sign in with a mailed link, or an API token)",
     );
     // A malformed list is a configuration mistake, not a reason to hide the dashboard link.
     let extra: Vec<StartLink> = config::text(env, "START_LINKS")
