@@ -223,15 +223,15 @@ const USER_SESSION: &str = "user";
 /// How long a mailed sign-in link works.
 const LINK_SECONDS: u64 = 15 * 60;
 
-/// Does the request carry a live session: a signed, unexpired session token whose user is still
-/// active, or whose API token is still live, with `stats:read` (disabling the user or revoking
-/// the token ends its sessions at once)?
 /// A live dashboard session: who, and the scopes they hold.
 struct Session {
     viewer: page::Viewer,
     scopes: String,
 }
 
+/// Does the request carry a live session: a signed, unexpired session token whose user is still
+/// active, or whose API token is still live, with `stats:read` (disabling the user or revoking
+/// the token ends its sessions at once)?
 async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Session>> {
     let cookies = http::header(req, "Cookie");
     let Some(session) = page::session_token(cookies.as_deref()) else {
