@@ -3,11 +3,11 @@
 # Usage: scripts/create-token.sh NAME "SCOPE [SCOPE…]" [--local|--remote]
 #        scripts/create-token.sh --revoke ID [--local|--remote]
 # Scopes (core/src/auth.rs): track:sign stats:read sites:write contacts:read contacts:write
-#         campaigns:write campaigns:approve events:write webhooks:write
+#         campaigns:write campaigns:approve events:write webhooks:write tokens:write audit:read
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 cd "$ROOT"
-SCOPES="track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write"
+SCOPES="track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write tokens:write audit:read"
 
 if [ "${1:-}" = --revoke ]; then
   id="${2:?usage: create-token.sh --revoke ID [--local|--remote]}"; where="${3:---local}"; d1_where_ok "$where"

@@ -35,7 +35,7 @@ TOKEN="ep_$(rand)"
 HASH="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 NOW="$(date +%s)"
 wrangler d1 execute DB --local --command \
-  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write', $NOW);" >/dev/null
+  "DELETE FROM api_tokens WHERE id = 'demo'; INSERT INTO api_tokens (id, token_hash, name, scopes, created_at) VALUES ('demo', '$HASH', 'local demo token', 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write tokens:write audit:read', $NOW);" >/dev/null
 # A workspace admin to sign in as: the sign-in link lands in the local mail sink.
 ./scripts/create-user.sh admin@epistola.localhost admin >/dev/null
 

@@ -27,10 +27,14 @@ pub enum Scope {
     EventsWrite,
     /// Manage outgoing webhook endpoints (a CRM receiving opens, clicks, conversions, …).
     WebhooksWrite,
+    /// Create, list and revoke API tokens (`/v1/tokens`): the workspace admin's.
+    TokensWrite,
+    /// Read the audit log (`GET /v1/audit`, the dashboard's audit page and its CSV).
+    AuditRead,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 11] = [
         Scope::TrackSign,
         Scope::StatsRead,
         Scope::SitesWrite,
@@ -40,6 +44,8 @@ impl Scope {
         Scope::CampaignsApprove,
         Scope::EventsWrite,
         Scope::WebhooksWrite,
+        Scope::TokensWrite,
+        Scope::AuditRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +59,8 @@ impl Scope {
             Scope::CampaignsApprove => "campaigns:approve",
             Scope::EventsWrite => "events:write",
             Scope::WebhooksWrite => "webhooks:write",
+            Scope::TokensWrite => "tokens:write",
+            Scope::AuditRead => "audit:read",
         }
     }
 
@@ -67,6 +75,91 @@ pub fn has_scope(granted: &str, needed: Scope) -> bool {
     granted
         .split_ascii_whitespace()
         .any(|s| Scope::parse(s) == Some(needed))
+}
+
+/// The scopes of `wanted` that `granted` lacks: a token may only mint tokens holding no more
+/// than it holds itself, so `tokens:write` is not a way to every other scope.
+pub fn scopes_beyond(granted: &str, wanted: &[Scope]) -> Vec<Scope> {
+    wanted
+        .iter()
+        .copied()
+        .filter(|s| !has_scope(granted, *s))
+        .collect()
+}
+
+/// A valid request for a new API token: its name and scopes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub name: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl TokenRequest {
+    /// The space-separated list `api_tokens.scopes` stores.
+    pub fn scope_list(&self) -> String {
+        let names: Vec<&str> = self.scopes.iter().map(|s| s.as_str()).collect();
+        names.join(" ")
+    }
+}
+
+/// Why a token request is refused: bad fields (`400`), or scopes beyond the minting token's
+/// own (`403`), each naming the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Invalid(crate::track::FieldErrors),
+    Beyond(Vec<Scope>),
+}
+
+/// Checks a token request made by someone holding `granted`: a name of 1-64 characters without
+/// control characters, at least one known scope (repeats folded), none beyond `granted`.
+pub fn validate_token_request(
+    name: &str,
+    scopes: &[String],
+    granted: &str,
+) -> Result<TokenRequest, TokenRefusal> {
+    let mut errors = crate::track::FieldErrors::new();
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        errors.insert(
+            "name".into(),
+            "say what the token is for, in 1-64 characters".into(),
+        );
+    }
+    let unknown: Vec<&str> = scopes
+        .iter()
+        .map(String::as_str)
+        .filter(|s| Scope::parse(s).is_none())
+        .collect();
+    let mut wanted: Vec<Scope> = Vec::new();
+    for s in scopes.iter().filter_map(|s| Scope::parse(s)) {
+        if !wanted.contains(&s) {
+            wanted.push(s);
+        }
+    }
+    if !unknown.is_empty() {
+        let known: Vec<&str> = Scope::ALL.iter().map(|s| s.as_str()).collect();
+        errors.insert(
+            "scopes".into(),
+            format!(
+                "unknown: {} (known: {})",
+                unknown.join(", "),
+                known.join(", ")
+            ),
+        );
+    } else if wanted.is_empty() {
+        errors.insert("scopes".into(), "choose at least one scope".into());
+    }
+    if !errors.is_empty() {
+        return Err(TokenRefusal::Invalid(errors));
+    }
+    let beyond = scopes_beyond(granted, &wanted);
+    if !beyond.is_empty() {
+        return Err(TokenRefusal::Beyond(beyond));
+    }
+    Ok(TokenRequest {
+        name: name.to_owned(),
+        scopes: wanted,
+    })
 }
 
 /// Hex SHA-256 of a presented token: what `api_tokens.token_hash` stores.
@@ -106,6 +199,59 @@ mod tests {
         assert!(!has_scope("stats:read", Scope::TrackSign));
         assert!(!has_scope("track:signs", Scope::TrackSign));
         assert!(!has_scope("", Scope::StatsRead));
+    }
+
+    #[test]
+    fn no_token_mints_more_than_it_holds() {
+        use Scope::*;
+        let granted = "stats:read tokens:write contacts:read";
+        let cases: &[(&[Scope], &[Scope])] = &[
+            (&[StatsRead], &[]),
+            (&[StatsRead, ContactsRead, TokensWrite], &[]),
+            (&[StatsRead, ContactsWrite], &[ContactsWrite]),
+            (
+                &[CampaignsApprove, AuditRead],
+                &[CampaignsApprove, AuditRead],
+            ),
+            (&[], &[]),
+        ];
+        for (wanted, beyond) in cases {
+            assert_eq!(scopes_beyond(granted, wanted), *beyond, "{wanted:?}");
+        }
+    }
+
+    #[test]
+    fn token_requests() {
+        let granted = "stats:read tokens:write";
+        let ok = |name: &str, scopes: &[&str]| {
+            let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+            validate_token_request(name, &scopes, granted)
+        };
+        let want = TokenRequest {
+            name: "Looker export".into(),
+            scopes: vec![Scope::StatsRead],
+        };
+        assert_eq!(
+            ok("  Looker export ", &["stats:read", "stats:read"]),
+            Ok(want)
+        );
+        let field = |r: Result<TokenRequest, TokenRefusal>, f: &str| match r {
+            Err(TokenRefusal::Invalid(e)) => e.contains_key(f),
+            _ => false,
+        };
+        assert!(field(ok("", &["stats:read"]), "name"));
+        assert!(field(ok(&"x".repeat(65), &["stats:read"]), "name"));
+        assert!(field(ok("a\u{7}b", &["stats:read"]), "name"));
+        assert!(field(ok("n", &[]), "scopes"));
+        assert!(field(ok("n", &["stats:read", "root"]), "scopes"));
+        assert_eq!(
+            ok("n", &["stats:read", "campaigns:approve"]),
+            Err(TokenRefusal::Beyond(vec![Scope::CampaignsApprove]))
+        );
+        assert_eq!(
+            ok("n", &["tokens:write"]).map(|t| t.scope_list()),
+            Ok("tokens:write".to_owned())
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Time, randomness and storage are passed in by the adapters (`worker/`), so every rule here is
 //! tested natively and behaves the same in wasm.
 
+pub mod audit;
 pub mod auth;
 pub mod campaign;
 pub mod capture;

@@ -8,7 +8,10 @@ use std::fmt::Write as _;
 use epistola_core::html::escape;
 use epistola_core::stats::{csv_field, CampaignStats, Revenue};
 
+pub mod admin;
 pub mod chart;
+
+pub use admin::{audit, audit_csv, tokens, AuditLine, TokenForm, TokenLine};
 
 /// The session cookie: the API token itself, `HttpOnly` (no script reads it), `Secure`,
 /// `SameSite=Strict` (never sent on a cross-site request, so no CSRF on GET or POST) and scoped to
@@ -137,7 +140,7 @@ th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:firs
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
 button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
 input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
-.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}";
+.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}form.inline{display:inline;margin-left:.5rem}";
 
 /// Where `with_viewer` puts what depends on who is signed in (pages are rendered without it).
 const VIEWER_SLOT: &str = "<!--viewer-->";
@@ -151,17 +154,32 @@ pub struct Viewer {
     pub role: String,
     /// Holds `contacts:read`: the Contacts page is in the navigation.
     pub reads_contacts: bool,
+    /// Holds `tokens:write`: the Tokens page is.
+    pub manages_tokens: bool,
+    /// Holds `audit:read`: the Audit page is.
+    pub reads_audit: bool,
 }
 
 /// A rendered page with the viewer's part of the header: the pages they may open, and who they are.
 pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
-    let contacts = if viewer.reads_contacts {
-        "<a href=\"/dashboard/contacts\">Contacts</a>"
-    } else {
-        ""
-    };
+    let pages = [
+        (
+            viewer.reads_contacts,
+            "<a href=\"/dashboard/contacts\">Contacts</a>",
+        ),
+        (
+            viewer.manages_tokens,
+            "<a href=\"/dashboard/tokens\">Tokens</a>",
+        ),
+        (viewer.reads_audit, "<a href=\"/dashboard/audit\">Audit</a>"),
+    ];
+    let links: String = pages
+        .iter()
+        .filter(|(may, _)| *may)
+        .map(|(_, a)| *a)
+        .collect();
     let strip = format!(
-        "{contacts}<span class=\"who\">{} · {}</span>",
+        "{links}<span class=\"who\">{} · {}</span>",
         escape(&viewer.name),
         escape(&viewer.role)
     );
@@ -328,7 +346,7 @@ pub fn link_refused() -> String {
     )
 }
 
-fn table(head: &[&str], rows: &[Vec<String>], csv: Option<&str>) -> String {
+pub(crate) fn table(head: &[&str], rows: &[Vec<String>], csv: Option<&str>) -> String {
     let mut t = String::from("<div class=\"wrap\"><table><thead><tr>");
     for h in head {
         let _ = write!(t, "<th>{}</th>", escape(h));
@@ -367,7 +385,7 @@ fn csv_lines<const N: usize>(rows: &[[String; N]]) -> String {
 }
 
 /// A CSV document: the page's column names (lower case, `_` for spaces), then the rows.
-fn csv<const N: usize>(head: &[&str], rows: &[[String; N]]) -> String {
+pub(crate) fn csv<const N: usize>(head: &[&str], rows: &[[String; N]]) -> String {
     let mut out = head
         .iter()
         .map(|h| h.to_lowercase().replace(' ', "_"))
@@ -382,7 +400,7 @@ fn link(href: &str, text: &str) -> String {
 }
 
 /// Percent-encodes an id for a path segment (ids are URL-safe already; this keeps it so).
-fn path_id(id: &str) -> String {
+pub(crate) fn path_id(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -915,16 +933,30 @@ mod tests {
             name: "ivo@team.example".into(),
             role: "analyst".into(),
             reads_contacts: false,
+            manages_tokens: false,
+            reads_audit: false,
         };
         let author = Viewer {
             name: "<ann>".into(),
             role: "author".into(),
             reads_contacts: true,
+            manages_tokens: false,
+            reads_audit: false,
         };
+        let admin = Viewer {
+            name: "ann@team.example".into(),
+            role: "admin".into(),
+            reads_contacts: true,
+            manages_tokens: true,
+            reads_audit: true,
+        };
+        let c = with_viewer(&page, &admin);
+        assert!(c.contains("/dashboard/tokens") && c.contains("/dashboard/audit"));
         let a = with_viewer(&page, &analyst);
         assert!(a.contains("ivo@team.example · analyst") && !a.contains("/dashboard/contacts"));
         let b = with_viewer(&page, &author);
         assert!(b.contains("href=\"/dashboard/contacts\"") && b.contains("&lt;ann&gt; · author"));
+        assert!(!b.contains("/dashboard/tokens") && !a.contains("/dashboard/audit"));
         assert!(!b.contains(VIEWER_SLOT));
     }
 

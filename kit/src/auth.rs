@@ -9,6 +9,11 @@ use crate::http::{ApiError, ApiResult};
 /// Checks the request's bearer token and that it grants `scope`; returns the token's id (for
 /// audit records).
 pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<String> {
+    require_token(req, env, scope).await.map(|t| t.id)
+}
+
+/// Like `require_scope`, and returns the whole live token (its id and every scope it holds).
+pub async fn require_token(req: &Request, env: &Env, scope: Scope) -> ApiResult<db::LiveToken> {
     let header = crate::http::header(req, "Authorization");
     let token = bearer_token(header.as_deref()).ok_or_else(|| {
         ApiError::new(
@@ -27,5 +32,5 @@ pub async fn require_scope(req: &Request, env: &Env, scope: Scope) -> ApiResult<
             format!("this token lacks the `{}` scope", scope.as_str()),
         ));
     }
-    Ok(live.id)
+    Ok(live)
 }

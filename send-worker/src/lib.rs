@@ -5,6 +5,7 @@
 
 use worker::{event, Context, Date, Env, MessageBatch, Request, Response, Result};
 
+mod audit;
 mod campaign_jobs;
 mod chain_jobs;
 mod consumer;

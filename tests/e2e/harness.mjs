@@ -139,7 +139,7 @@ dead_letter_queue = "epistola-sends-dlq"
 
   const tokens = {
     full: apiToken(), statsOnly: apiToken(), signOnly: apiToken(), revoked: apiToken(), sites: apiToken(),
-    marketer: apiToken(), approver: apiToken(), hooks: apiToken(),
+    marketer: apiToken(), approver: apiToken(), hooks: apiToken(), admin: apiToken(),
   };
   const now = Math.floor(Date.now() / 1000);
   const rows = [
@@ -151,6 +151,8 @@ dead_letter_queue = "epistola-sends-dlq"
     ['marketer', tokens.marketer, 'contacts:read contacts:write campaigns:write events:write stats:read', 'NULL'],
     ['approver', tokens.approver, 'campaigns:approve', 'NULL'],
     ['hooks', tokens.hooks, 'webhooks:write', 'NULL'],
+    // The workspace admin's: every scope.
+    ['admin', tokens.admin, 'track:sign stats:read sites:write contacts:read contacts:write campaigns:write campaigns:approve events:write webhooks:write tokens:write audit:read', 'NULL'],
   ]
     .map(([id, t, scopes, revoked]) => `('${id}', '${sha256(t)}', '${id} test token', '${scopes}', ${now}, ${revoked})`)
     .join(', ');

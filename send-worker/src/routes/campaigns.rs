@@ -82,7 +82,7 @@ async fn apply(
 
 /// `PUT /v1/campaigns/{id}`: creates a draft, or edits a draft or tested campaign (back to draft).
 pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
-    require_scope(&req, env, Scope::CampaignsWrite).await?;
+    let editor = require_scope(&req, env, Scope::CampaignsWrite).await?;
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
     let input: CampaignInput = read_json(&mut req, MAX_CAMPAIGN_BYTES).await?;
     let valid = validate_campaign(&input).map_err(ApiError::invalid)?;
@@ -124,6 +124,7 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         paused_reason: None,
         paused_at: None,
         allow_resend: i64::from(input.allow_resend),
+        edited_by: Some(format!("token:{editor}")),
     };
     if !store::put_campaign(env, &row, now).await? {
         let (_, status) = load(env, id).await?;
@@ -245,14 +246,27 @@ struct ApproveInput {
 }
 
 /// `POST /v1/campaigns/{id}/approve` (scope `campaigns:approve`): only a tested campaign. Above
-/// `APPROVAL_CONFIRM_ABOVE` reachable contacts the approver must repeat the number.
+/// `APPROVAL_CONFIRM_ABOVE` reachable contacts it takes two people: the approver must not be the
+/// campaign's last editor, and must repeat the number.
 pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
-    require_scope(&req, env, Scope::CampaignsApprove).await?;
+    let approver = format!(
+        "token:{}",
+        require_scope(&req, env, Scope::CampaignsApprove).await?
+    );
     let input: ApproveInput = optional_json(&mut req).await?;
     let (c, status) = load(env, id).await?;
     let to = next(status, Action::Approve)?;
     let audience = store::audience_upper_bound(env, &c.site_id, &c.purpose).await?;
     let threshold = config::number(env, APPROVAL_CONFIRM_ABOVE, DEFAULT_CONFIRM_ABOVE);
+    if audience > threshold && c.edited_by.as_deref() == Some(approver.as_str()) {
+        return Err(ApiError::new(
+            409,
+            "second_approver_required",
+            format!(
+                "this campaign can reach up to {audience} contacts (above {threshold}): someone other than its last editor ({approver}) must approve it"
+            ),
+        ));
+    }
     if audience > threshold && input.confirm_audience != Some(audience) {
         let mut e = ApiError::new(
             409,

@@ -38,6 +38,11 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
         (["sign-in", token], Method::Post) => use_link(&req, env, token, now).await,
         (["sign-in", _], _) => return http::method_not_allowed("GET, HEAD, POST"),
         (["logout"], Method::Post) => sign_out(&req),
+        (["tokens"], Method::Post) => token_form(req, env, None, now).await,
+        (["tokens", id, "revoke"], Method::Post) => {
+            let id = (*id).to_owned();
+            token_form(req, env, Some(&id), now).await
+        }
         (["session" | "logout"], _) => return http::method_not_allowed("POST"),
         (_, Method::Get | Method::Head) => match signed_in(&req, env, now).await {
             Ok(Some(session)) => page_for(&req, env, rest, &session, now).await,
@@ -68,13 +73,21 @@ async fn page_for(
     let html =
         |document: String| http::html_document(200, page::with_viewer(&document, &session.viewer));
     match rest {
+        ["tokens"] => {
+            if !has_scope(&session.scopes, Scope::TokensWrite) {
+                return Ok(not_yours("API tokens"));
+            }
+            tokens_page(env, session, &page::TokenForm::Blank, 200).await
+        }
+        ["audit" | "audit.csv"] => {
+            if !has_scope(&session.scopes, Scope::AuditRead) {
+                return Ok(not_yours("Audit log"));
+            }
+            audit_page(req, env, rest == ["audit.csv"], session).await
+        }
         ["contacts"] => {
             if !has_scope(&session.scopes, Scope::ContactsRead) {
-                return Ok(http::page(
-                    403,
-                    "Contacts",
-                    "<p>Your role does not read contacts. <a href=\"/dashboard\">Back to the campaigns</a></p>",
-                ));
+                return Ok(not_yours("Contacts"));
             }
             let (query, error, rows, next) = contact_page(req, env).await?;
             Ok(html(page::contacts(
@@ -142,6 +155,163 @@ async fn page_for(
     }
 }
 
+/// A page the viewer's role does not open.
+fn not_yours(title: &str) -> Response {
+    http::page(
+        403,
+        title,
+        "<p>Your role does not open this page. <a href=\"/dashboard\">Back to the campaigns</a></p>",
+    )
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
+fn minute(at: i64) -> String {
+    let at = at.max(0) as u64;
+    let day = utc_date(at).map(|d| d.0).unwrap_or_default();
+    format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60)
+}
+
+/// The tokens page with the form's outcome; only scopes the viewer holds are offered.
+async fn tokens_page(
+    env: &Env,
+    session: &Session,
+    form: &page::TokenForm<'_>,
+    status: u16,
+) -> ApiResult<Response> {
+    let rows: Vec<page::TokenLine> = store::list_tokens(env)
+        .await?
+        .into_iter()
+        .map(|t| page::TokenLine {
+            created: minute(t.created_at),
+            revoked: t.revoked_at.map(minute),
+            created_by: t.created_by.unwrap_or_else(|| "a script".into()),
+            id: t.id,
+            name: t.name,
+            scopes: t.scopes,
+        })
+        .collect();
+    let grantable: Vec<&str> = Scope::ALL
+        .iter()
+        .filter(|s| has_scope(&session.scopes, **s))
+        .map(|s| s.as_str())
+        .collect();
+    let document = page::with_viewer(&page::tokens(&rows, &grantable, form), &session.viewer);
+    let mut resp = http::html_document(status, document);
+    // A page that may hold a new token's secret is never stored.
+    let _ = resp.headers_mut().set("Cache-Control", "no-store");
+    Ok(resp)
+}
+
+/// `POST /dashboard/tokens` (create) and `POST /dashboard/tokens/{id}/revoke`: from our own
+/// page, by a signed-in viewer holding `tokens:write`, audited as that user.
+async fn token_form(
+    mut req: Request,
+    env: &Env,
+    revoke: Option<&str>,
+    now: u64,
+) -> ApiResult<Response> {
+    if !same_origin(&req) {
+        return Ok(http::page(
+            403,
+            "API tokens",
+            "<p>Change tokens from the dashboard's own page.</p>",
+        ));
+    }
+    let Some(session) = signed_in(&req, env, now).await? else {
+        return Ok(see_other("/dashboard", None));
+    };
+    if !has_scope(&session.scopes, Scope::TokensWrite) {
+        return Ok(not_yours("API tokens"));
+    }
+    if let Some(id) = revoke {
+        return match super::tokens::revoke(env, &session.actor, id, now).await {
+            Ok(()) => Ok(see_other("/dashboard/tokens", None)),
+            Err(e) if e.status == 404 => Ok(see_other("/dashboard/tokens", None)),
+            Err(e) => Err(e),
+        };
+    }
+    let form = http::read_form(&mut req, http::MAX_FORM_BYTES).await?;
+    let name = form.get_field("name").unwrap_or_default();
+    let scopes: Vec<String> = form
+        .get_all("scope")
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| match e {
+            worker::FormEntry::Field(s) => Some(s),
+            worker::FormEntry::File(_) => None,
+        })
+        .collect();
+    match super::tokens::mint(env, &session.actor, &session.scopes, &name, &scopes, now).await {
+        Ok(minted) => {
+            let form = page::TokenForm::Minted {
+                name: &minted.row.name,
+                secret: &minted.secret,
+            };
+            tokens_page(env, &session, &form, 201).await
+        }
+        Err(e) if e.status < 500 => {
+            let (field, problem) = e
+                .fields
+                .iter()
+                .next()
+                .map(|(f, p)| (f.clone(), p.clone()))
+                .unwrap_or_else(|| ("name".into(), e.message.clone()));
+            let form = page::TokenForm::Refused {
+                field: &field,
+                problem: &problem,
+            };
+            tokens_page(env, &session, &form, e.status).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The audit page, or its CSV (the newest rows of the filter, up to the export's bound).
+async fn audit_page(req: &Request, env: &Env, csv: bool, session: &Session) -> ApiResult<Response> {
+    let max = if csv {
+        super::tokens::MAX_AUDIT_ROWS
+    } else {
+        epistola_core::listing::MAX_LIMIT
+    };
+    let [actor, subject] = listing::params(req, ["actor", "subject"]).unwrap_or_default();
+    let (actor, subject) = (actor.unwrap_or_default(), subject.unwrap_or_default());
+    let (rows, next, error) = match super::tokens::audit_query(req, max) {
+        Ok(mut q) => {
+            if csv {
+                q.limit = max;
+            }
+            let (rows, next) = super::tokens::audit_page(env, &q).await?;
+            (rows, next, None)
+        }
+        Err(e) => {
+            let why: Vec<String> = e.fields.iter().map(|(f, p)| format!("{f}: {p}")).collect();
+            (vec![], None, Some(why.join("; ")))
+        }
+    };
+    let lines: Vec<page::AuditLine> = rows
+        .into_iter()
+        .map(|r| page::AuditLine {
+            at: format!("{}:{:02}", minute(r.at), r.at.max(0) % 60),
+            seq: r.seq,
+            actor: r.actor,
+            action: r.action,
+            subject: r.subject,
+            detail: r.detail,
+        })
+        .collect();
+    Ok(if csv {
+        http::csv(page::audit_csv(&lines), "audit.csv")
+    } else {
+        http::html_document(
+            200,
+            page::with_viewer(
+                &page::audit(&lines, &actor, &subject, error.as_deref(), next.as_deref()),
+                &session.viewer,
+            ),
+        )
+    })
+}
+
 /// One page of the contacts list as `GET /v1/contacts` answers it, or the search's error.
 async fn contact_page(
     req: &Request,
@@ -179,8 +349,6 @@ async fn contact_page(
         .iter()
         .map(|c| {
             let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
-            let at = c["created_at"].as_u64().unwrap_or_default();
-            let day = utc_date(at).map(|d| d.0).unwrap_or_default();
             page::ContactLine {
                 id: text("id"),
                 email: text("email"),
@@ -194,7 +362,7 @@ async fn contact_page(
                             .collect()
                     })
                     .unwrap_or_default(),
-                added: format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60),
+                added: minute(c["created_at"].as_i64().unwrap_or_default()),
             }
         })
         .collect();
@@ -227,6 +395,8 @@ const LINK_SECONDS: u64 = 15 * 60;
 struct Session {
     viewer: page::Viewer,
     scopes: String,
+    /// How the audit log names them: `user:{id}` or `token:{id}`.
+    actor: String,
 }
 
 /// Does the request carry a live session: a signed, unexpired session token whose user is still
@@ -248,6 +418,7 @@ async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Sessi
                     format!("API token {}", claims.campaign),
                     "API token".to_owned(),
                     scopes,
+                    format!("token:{}", claims.campaign),
                 )
             })
     } else {
@@ -255,18 +426,23 @@ async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Sessi
             .await?
             .filter(|u| u.id == claims.contact)
             .and_then(|u| {
-                Role::parse(&u.role).map(|r| (u.email, r.as_str().to_owned(), r.scope_list()))
+                let actor = format!("user:{}", u.id);
+                Role::parse(&u.role)
+                    .map(|r| (u.email, r.as_str().to_owned(), r.scope_list(), actor))
             })
     };
     Ok(who
-        .filter(|(_, _, scopes)| has_scope(scopes, Scope::StatsRead))
-        .map(|(name, role, scopes)| Session {
+        .filter(|(_, _, scopes, _)| has_scope(scopes, Scope::StatsRead))
+        .map(|(name, role, scopes, actor)| Session {
             viewer: page::Viewer {
                 name,
                 role,
                 reads_contacts: has_scope(&scopes, Scope::ContactsRead),
+                manages_tokens: has_scope(&scopes, Scope::TokensWrite),
+                reads_audit: has_scope(&scopes, Scope::AuditRead),
             },
             scopes,
+            actor,
         }))
 }
 

@@ -16,13 +16,38 @@ mod mailgun_feedback;
 mod optin;
 mod start;
 mod templates;
+mod tokens;
 mod webhook_endpoints;
 
 pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
     let path = req.path();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let env = &env;
-    match (segments.as_slice(), req.method()) {
+    // A change by an API token is audited: the thing before, the answer, the thing after. Only a
+    // request that carries a token can change anything, so only such a request is watched.
+    let authorization = http::header(&req, "Authorization");
+    let watch = match segments.first() {
+        Some(&"v1") if epistola_core::auth::bearer_token(authorization.as_deref()).is_some() => {
+            crate::audit::watch(env, req.method().as_ref(), &segments).await
+        }
+        _ => None,
+    };
+    let resp = route(req, env, &segments, now).await;
+    if let Some(watch) = watch {
+        crate::audit::record(
+            env,
+            watch,
+            authorization.as_deref(),
+            resp.status_code(),
+            now,
+        )
+        .await;
+    }
+    resp
+}
+
+async fn route(req: Request, env: &Env, segments: &[&str], now: u64) -> Response {
+    match (segments, req.method()) {
         (["internal", "tick"], Method::Post) => {
             // Behind the service binding and never forwarded, and still: only with the edge's
             // signed, minute-long proof.
@@ -136,6 +161,13 @@ pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {
             respond(webhook_endpoints::disable(&req, env, id, now).await)
         }
         (["v1", "webhook-endpoints", _], _) => http::method_not_allowed("DELETE"),
+        (["v1", "tokens"], Method::Get) => respond(tokens::list(&req, env).await),
+        (["v1", "tokens"], Method::Post) => respond(tokens::create(req, env, now).await),
+        (["v1", "tokens"], _) => http::method_not_allowed("GET, POST"),
+        (["v1", "tokens", id], Method::Delete) => respond(tokens::delete(&req, env, id, now).await),
+        (["v1", "tokens", _], _) => http::method_not_allowed("DELETE"),
+        (["v1", "audit"], Method::Get) => respond(tokens::audit(&req, env).await),
+        (["v1", "audit"], _) => http::method_not_allowed("GET"),
         _ => ApiError::new(404, "not_found", "no such route").into_response(),
     }
 }

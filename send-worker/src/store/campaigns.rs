@@ -100,12 +100,16 @@ pub struct CampaignRow {
     /// 1 = may go to contacts who got the same content recently.
     #[serde(default)]
     pub allow_resend: i64,
+    /// Who last edited it (`token:{id}` or `user:{id}`): above the approval threshold, not its
+    /// approver.
+    #[serde(default)]
+    pub edited_by: Option<String>,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
      audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at, \
-     paused_reason, paused_at, allow_resend";
+     paused_reason, paused_at, allow_resend, edited_by";
 
 pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
     env.d1(bindings::DB)?
@@ -124,11 +128,11 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
         .d1(bindings::DB)?
         .prepare(
             "INSERT INTO campaigns (id, name, site_id, template_id, purpose, segment, send_window, anonymous, sms_fallback_after, \
-             allow_resend, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, 'draft', ?9, ?9) \
+             allow_resend, edited_by, status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?10, ?11, ?12, 'draft', ?9, ?9) \
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, site_id = excluded.site_id, template_id = excluded.template_id, \
              purpose = excluded.purpose, segment = excluded.segment, send_window = excluded.send_window, \
              anonymous = excluded.anonymous, sms_fallback_after = excluded.sms_fallback_after, \
-             allow_resend = excluded.allow_resend, status = 'draft', \
+             allow_resend = excluded.allow_resend, edited_by = excluded.edited_by, status = 'draft', \
              updated_at = excluded.updated_at \
              WHERE campaigns.status IN ('draft', 'tested')",
         )
@@ -144,6 +148,7 @@ pub async fn put_campaign(env: &Env, c: &CampaignRow, now: u64) -> Result<bool> 
             int(now as i64),
             c.sms_fallback_after.map_or(JsValue::NULL, int),
             int(c.allow_resend),
+            opt_text(c.edited_by.as_deref()),
         ])?
         .run()
         .await?;

@@ -11,6 +11,7 @@ use epistola_worker_kit::db::text;
 
 use crate::bindings;
 
+mod audit;
 mod campaigns;
 mod chains;
 mod contacts;
@@ -23,6 +24,7 @@ mod people;
 mod sends;
 mod webhook_outbox;
 
+pub use audit::*;
 pub use campaigns::*;
 pub use chains::*;
 pub use contacts::*;

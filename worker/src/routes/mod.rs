@@ -144,6 +144,8 @@ mod tests {
             (Post, "p/tok", R::Sender),
             (Delete, "v1/contacts/x%40y", R::Sender),
             (Post, "v1/webhook-endpoints", R::Sender),
+            (Delete, "v1/tokens/tok_1", R::Sender),
+            (Get, "v1/audit", R::Sender),
             (Post, "v1/track/links", R::SignLinks),
             (Get, "v1/track/links", R::MethodNotAllowed("POST")),
             (Get, "v1/stats/campaigns/spring", R::CampaignStats("spring")),

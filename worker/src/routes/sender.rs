@@ -19,6 +19,8 @@ pub const SENDER_FAMILIES: &[&str] = &[
     "events",
     "webhooks",
     "webhook-endpoints",
+    "tokens",
+    "audit",
 ];
 
 /// Header carrying the tick's proof: a token of purpose `InternalTick`, valid for a minute.
