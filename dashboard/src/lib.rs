@@ -9,9 +9,13 @@ use epistola_core::html::escape;
 use epistola_core::stats::{csv_field, CampaignStats, Revenue};
 
 pub mod admin;
+pub mod campaign_form;
 pub mod chart;
+pub mod lifecycle;
 
 pub use admin::{audit, audit_csv, tokens, AuditLine, TokenForm, TokenLine};
+pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
+pub use lifecycle::{approval, Approval, LastTest, NextStep};
 
 /// The session cookie: the API token itself, `HttpOnly` (no script reads it), `Secure`,
 /// `SameSite=Strict` (never sent on a cross-site request, so no CSRF on GET or POST) and scoped to
@@ -438,7 +442,13 @@ fn list_cells(info: &CampaignInfo, s: &Summary) -> [String; 10] {
 }
 
 /// The campaign list with a form to compare two of them.
-pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)]) -> String {
+/// The campaign list; `can_create`: the viewer may create campaigns (a link to the form).
+pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)], can_create: bool) -> String {
+    let create = if can_create {
+        "<p><a href=\"/dashboard/campaigns/new\">New campaign</a></p>"
+    } else {
+        ""
+    };
     let body_rows: Vec<Vec<String>> = rows
         .iter()
         .map(|(info, stats)| {
@@ -463,11 +473,16 @@ pub fn campaigns(rows: &[(CampaignInfo, CampaignStats)]) -> String {
     if rows.is_empty() {
         return layout(
             "Campaigns",
-            "<p class=\"notice\">No campaigns yet. A campaign appears here once it is created \
-(<code>PUT /v1/campaigns/{id}</code>) or once links are signed for one (<code>POST /v1/track/links</code>).</p>",
+            &format!("{create}<p class=\"notice\">No campaigns yet. A campaign appears here once it is created \
+(here, or <code>PUT /v1/campaigns/{{id}}</code>) or once links are signed for one (<code>POST /v1/track/links</code>).</p>"),
         );
     }
-    let mut body = table(&LIST_HEAD, &body_rows, Some("/dashboard/campaigns.csv"));
+    let mut body = create.to_owned();
+    body.push_str(&table(
+        &LIST_HEAD,
+        &body_rows,
+        Some("/dashboard/campaigns.csv"),
+    ));
     if rows.len() >= 2 {
         let _ = write!(
             body,
@@ -494,7 +509,7 @@ pub fn campaigns_csv(rows: &[(CampaignInfo, CampaignStats)]) -> String {
 }
 
 /// One campaign: funnel, chart, links, channels, who fetched, skipped and deferred by reason.
-pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
+pub fn campaign(info: &CampaignInfo, s: &CampaignStats, next: Option<&NextStep>) -> String {
     let sum = Summary::of(s);
     let id = path_id(&info.id);
     let mut body = format!(
@@ -509,6 +524,9 @@ pub fn campaign(info: &CampaignInfo, s: &CampaignStats) -> String {
             "<p class=\"notice\" role=\"status\" data-metric=\"waiting\">{}</p>",
             escape(w)
         );
+    }
+    if let Some(n) = next {
+        body.push_str(&lifecycle::next_step(&info.id, n));
     }
     body.push_str("<div class=\"two\"><section><h2>Funnel</h2>");
     body.push_str(&chart::funnel(&[
@@ -1054,7 +1072,7 @@ mod tests {
 
     #[test]
     fn pages_show_the_numbers_and_escape_what_they_are_given() {
-        let page = campaign(&info("spring", "Spring <sale>"), &sample());
+        let page = campaign(&info("spring", "Spring <sale>"), &sample(), None);
         assert!(page.contains("Spring &lt;sale&gt;"), "name escaped");
         assert!(!page.contains("<sale>"));
         assert!(page.contains("https://shop.example/a?x=&lt;1&gt;"));
@@ -1065,11 +1083,19 @@ mod tests {
             "privacy-proxy share of opens"
         );
         assert!(page.contains("<td>suppressed</td><td>5</td>"));
-        let list = campaigns(&[
-            (info("spring", "Spring"), sample()),
-            (info("b", "B"), stats("b", &[])),
-        ]);
+        let list = campaigns(
+            &[
+                (info("spring", "Spring"), sample()),
+                (info("b", "B"), stats("b", &[])),
+            ],
+            false,
+        );
         assert!(list.contains("href=\"/dashboard/campaigns/spring\""));
+        assert!(
+            !list.contains("/dashboard/campaigns/new"),
+            "only for those who create"
+        );
+        assert!(campaigns(&[], true).contains("href=\"/dashboard/campaigns/new\""));
         assert!(
             list.contains("<td>10.0%</td>"),
             "click rate = human clicks / delivered"
@@ -1081,7 +1107,7 @@ mod tests {
     fn what_waits_comes_first_and_a_done_campaign_that_waits_says_so() {
         let mut waiting = info("winter", "Winter");
         waiting.waiting = Some("0 sent so far; 2 letters are waiting: <x>".into());
-        let page = campaign(&waiting, &sample());
+        let page = campaign(&waiting, &sample(), None);
         let notice = page
             .find("<p class=\"notice\" role=\"status\" data-metric=\"waiting\">0 sent so far; 2 letters are waiting: &lt;x&gt;</p>")
             .expect("the notice, escaped");
@@ -1094,7 +1120,7 @@ mod tests {
             notice < page.find("<h2>Funnel</h2>").expect("funnel"),
             "before the numbers"
         );
-        let done = campaign(&info("winter", "Winter"), &sample());
+        let done = campaign(&info("winter", "Winter"), &sample(), None);
         assert!(done.contains("status done</p>") && !done.contains("class=\"notice\""));
         assert!(
             done.contains(

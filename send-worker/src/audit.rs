@@ -56,6 +56,19 @@ pub async fn record(
     if !(200..300).contains(&status) {
         return;
     }
+    // Only a request whose token was live got a success; "unknown" would be a token revoked in
+    // the same instant.
+    let actor = token_actor(env, authorization)
+        .await
+        .unwrap_or_else(|| "token:unknown".to_owned());
+    record_as(env, watch, &actor, status, now).await;
+}
+
+/// Appends the row for a change by `actor` (a dashboard form names its signed-in viewer).
+pub async fn record_as(env: &Env, watch: Watch<'_>, actor: &str, status: u16, now: u64) {
+    if !(200..300).contains(&status) {
+        return;
+    }
     let Watch { audited, before } = watch;
     let after = match store::audit_snapshot(env, audited.kind, audited.subject).await {
         Ok(s) => s,
@@ -64,17 +77,12 @@ pub async fn record(
             None
         }
     };
-    // Only a request whose token was live got a success; "unknown" would be a token revoked in
-    // the same instant.
-    let actor = token_actor(env, authorization)
-        .await
-        .unwrap_or_else(|| "token:unknown".to_owned());
     let detail = json!({
         "status": status,
         "changes": changes(before.as_ref(), after.as_ref()),
     });
     if let Err(e) =
-        store::append_audit(env, &actor, audited.action, audited.subject, &detail, now).await
+        store::append_audit(env, actor, audited.action, audited.subject, &detail, now).await
     {
         worker::console_error!("audit: {} not recorded: {e}", audited.action);
     }

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, ROOT } from './harness.mjs';
+import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, signInByMail, ROOT } from './harness.mjs';
 
 const run = promisify(execFile);
 let w;
@@ -172,15 +172,7 @@ test('the dashboard: an admin makes and revokes a token and reads the log; other
   try {
     const context = await browser.newContext({ acceptDownloads: true });
     const page = await context.newPage();
-    await page.goto(`${w.url}/dashboard`);
-    await page.fill('#email', 'dana.admin@team.example');
-    await page.click('text=Email me a sign-in link');
-    await page.waitForSelector('text=Check your mail');
-    const [letter] = await mail.waitFor((m) => m.to?.some((t) => t.address === 'dana.admin@team.example'), { what: 'the sign-in letter' });
-    const link = w.url + new URL(/https?:\/\/[^\s"<>]+\/dashboard\/sign-in\/[A-Za-z0-9_-]+/.exec(letter.text)[0]).pathname;
-    await page.goto(link);
-    await Promise.all([page.waitForURL(`${w.url}/dashboard`), page.click('button:has-text("Sign in")')]);
-    const [{ id: userId }] = await w.d1("SELECT id FROM users WHERE email = 'dana.admin@team.example'");
+    const userId = await signInByMail(page, w, mail, 'dana.admin@team.example');
 
     // Tokens: from the header, a name and a scope, the secret shown once.
     await page.click('header >> text=Tokens');

@@ -395,3 +395,21 @@ export async function launchBrowser() {
       '--disable-sync', '--no-first-run', '--disable-quic'],
   });
 }
+
+/**
+ * Signs `page` in to the dashboard as the workspace user `email`, as a person does: the address,
+ * the mailed link (read from the mail sink), the one button. Returns the user's id.
+ */
+export async function signInByMail(page, w, mail, email) {
+  await page.goto(`${w.url}/dashboard`);
+  await page.fill('#email', email);
+  await page.click('text=Email me a sign-in link');
+  await page.waitForSelector('text=Check your mail');
+  const letters = await mail.waitFor((m) => m.to?.some((t) => t.address === email) && /sign-in/i.test(m.text ?? ''), { what: `the sign-in letter to ${email}` });
+  const letter = letters[letters.length - 1];
+  const link = w.url + new URL(/https?:\/\/[^\s"<>]+\/dashboard\/sign-in\/[A-Za-z0-9_-]+/.exec(letter.text)[0]).pathname;
+  await page.goto(link);
+  await Promise.all([page.waitForURL(`${w.url}/dashboard`), page.click('button:has-text("Sign in")')]);
+  const [{ id }] = await w.d1(`SELECT id FROM users WHERE email = '${email.replaceAll("'", "''")}'`);
+  return id;
+}

@@ -9,7 +9,7 @@ use epistola_core::campaign::{
 };
 use epistola_core::event::{CampaignChunk, SendJob, CAMPAIGN_CHUNK};
 use epistola_core::ids::validate_id;
-use epistola_worker_kit::auth::require_scope;
+use epistola_worker_kit::auth::{require_any, require_scope};
 use epistola_worker_kit::db::{enqueue_batch, int, text};
 use serde::Deserialize;
 use serde_json::json;
@@ -85,7 +85,19 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
     let editor = require_scope(&req, env, Scope::CampaignsWrite).await?;
     validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
     let input: CampaignInput = read_json(&mut req, MAX_CAMPAIGN_BYTES).await?;
-    let valid = validate_campaign(&input).map_err(ApiError::invalid)?;
+    put_as(env, id, &input, &format!("token:{editor}"), now).await?;
+    get_json(env, id, now).await.map(|v| http::json(200, &v))
+}
+
+/// Creates or edits (back to draft) campaign `id` as `editor` (`token:{id}` or `user:{id}`).
+pub async fn put_as(
+    env: &Env,
+    id: &str,
+    input: &CampaignInput,
+    editor: &str,
+    now: u64,
+) -> ApiResult<()> {
+    let valid = validate_campaign(input).map_err(ApiError::invalid)?;
     let Some(template) = store::get_template(env, &input.template).await? else {
         return Err(ApiError::field("template", "no such template"));
     };
@@ -101,9 +113,9 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
     let row = CampaignRow {
         id: id.to_owned(),
         name: input.name.trim().to_owned(),
-        site_id: input.site,
-        template_id: input.template,
-        purpose: input.purpose,
+        site_id: input.site.clone(),
+        template_id: input.template.clone(),
+        purpose: input.purpose.clone(),
         segment: serde_json::to_string(&valid.segment)
             .map_err(|e| ApiError::internal("segment", e))?,
         send_window: match &input.send_window {
@@ -124,13 +136,15 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
         paused_reason: None,
         paused_at: None,
         allow_resend: i64::from(input.allow_resend),
-        edited_by: Some(format!("token:{editor}")),
+        edited_by: Some(editor.to_owned()),
+        last_test_run: None,
+        last_test_at: None,
     };
     if !store::put_campaign(env, &row, now).await? {
         let (_, status) = load(env, id).await?;
         next(status, Action::Edit)?;
     }
-    get_json(env, id, now).await.map(|v| http::json(200, &v))
+    Ok(())
 }
 
 /// How many contacts got this campaign's content (a copy under another campaign) within the
@@ -197,9 +211,31 @@ pub async fn get(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Resp
     get_json(env, id, now).await.map(|v| http::json(200, &v))
 }
 
+/// A test run just queued.
+pub struct TestRun {
+    pub status: Status,
+    pub run: String,
+    pub recipients: usize,
+}
+
 /// `POST /v1/campaigns/{id}/test`: sends the campaign to the test list, and only to it.
 pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
     require_scope(req, env, Scope::CampaignsWrite).await?;
+    let t = send_test(env, id, http::public_base_url(req, env)?, now).await?;
+    Ok(http::json(
+        202,
+        &json!({
+            "status": t.status.as_str(),
+            "test_run": t.run,
+            "test_recipients": t.recipients,
+            // Opens and clicks of test letters count here, never in the campaign's numbers.
+            "test_stats": format!("/v1/stats/campaigns/{}", test_stats_id(&t.run)),
+        }),
+    ))
+}
+
+/// Queues the campaign's letters to the test list (the API's and the dashboard's button).
+pub async fn send_test(env: &Env, id: &str, base_url: String, now: u64) -> ApiResult<TestRun> {
     let (_, status) = load(env, id).await?;
     let to = next(status, Action::Test)?;
     let recipients = store::test_list(env).await?;
@@ -211,7 +247,6 @@ pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResul
         ));
     }
     let run = random::id("").ok_or_else(|| ApiError::internal("test run", "no randomness"))?;
-    let base_url = http::public_base_url(req, env)?;
     let jobs: Vec<SendJob> = recipients
         .chunks(CAMPAIGN_CHUNK)
         .map(|chunk| {
@@ -225,17 +260,20 @@ pub async fn test_send(req: &Request, env: &Env, id: &str, now: u64) -> ApiResul
         })
         .collect();
     enqueue_batch(env, bindings::SENDS, &jobs).await?;
-    apply(env, id, status, to, ("", &[]), now).await?;
-    Ok(http::json(
-        202,
-        &json!({
-            "status": to.as_str(),
-            "test_run": run,
-            "test_recipients": recipients.len(),
-            // Opens and clicks of test letters count here, never in the campaign's numbers.
-            "test_stats": format!("/v1/stats/campaigns/{}", test_stats_id(&run)),
-        }),
-    ))
+    apply(
+        env,
+        id,
+        status,
+        to,
+        (", last_test_run = ?5, last_test_at = ?4", &[text(&run)]),
+        now,
+    )
+    .await?;
+    Ok(TestRun {
+        status: to,
+        run,
+        recipients: recipients.len(),
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -254,11 +292,66 @@ pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
         require_scope(&req, env, Scope::CampaignsApprove).await?
     );
     let input: ApproveInput = optional_json(&mut req).await?;
+    let a = approve_as(env, id, &approver, input.confirm_audience, now).await?;
+    Ok(http::json(
+        200,
+        &json!({ "status": a.status.as_str(), "audience_size": a.audience, "already_received": a.already_received }),
+    ))
+}
+
+/// An approval that went through.
+pub struct Approved {
+    pub status: Status,
+    pub audience: i64,
+    pub already_received: serde_json::Value,
+}
+
+/// What the approval screen shows before anyone approves: the reach, the threshold above which
+/// it takes two people and the number repeated, who last edited it, who already got this content.
+pub struct ApprovalFacts {
+    pub campaign: CampaignRow,
+    pub audience: i64,
+    pub threshold: i64,
+    pub already_received: serde_json::Value,
+    pub subject: String,
+}
+
+/// The facts for the approval screen of campaign `id`.
+pub async fn approval_facts(env: &Env, id: &str, now: u64) -> ApiResult<ApprovalFacts> {
+    let (c, _) = load(env, id).await?;
+    let audience = store::audience_upper_bound(env, &c.site_id, &c.purpose).await?;
+    let already_received = already_received(env, &c, now).await?;
+    let subject = store::get_template(env, &c.template_id)
+        .await?
+        .map(|t| t.subject)
+        .unwrap_or_default();
+    Ok(ApprovalFacts {
+        campaign: c,
+        audience,
+        threshold: approval_threshold(env),
+        already_received,
+        subject,
+    })
+}
+
+fn approval_threshold(env: &Env) -> i64 {
+    config::number(env, APPROVAL_CONFIRM_ABOVE, DEFAULT_CONFIRM_ABOVE)
+}
+
+/// Approves campaign `id` as `approver` (`token:{id}` or `user:{id}`), who repeats the audience
+/// size in `confirm` above the threshold.
+pub async fn approve_as(
+    env: &Env,
+    id: &str,
+    approver: &str,
+    confirm: Option<i64>,
+    now: u64,
+) -> ApiResult<Approved> {
     let (c, status) = load(env, id).await?;
     let to = next(status, Action::Approve)?;
     let audience = store::audience_upper_bound(env, &c.site_id, &c.purpose).await?;
-    let threshold = config::number(env, APPROVAL_CONFIRM_ABOVE, DEFAULT_CONFIRM_ABOVE);
-    if audience > threshold && c.edited_by.as_deref() == Some(approver.as_str()) {
+    let threshold = approval_threshold(env);
+    if audience > threshold && c.edited_by.as_deref() == Some(approver) {
         return Err(ApiError::new(
             409,
             "second_approver_required",
@@ -267,7 +360,7 @@ pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
             ),
         ));
     }
-    if audience > threshold && input.confirm_audience != Some(audience) {
+    if audience > threshold && confirm != Some(audience) {
         let mut e = ApiError::new(
             409,
             "confirmation_required",
@@ -286,11 +379,11 @@ pub async fn approve(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
         now,
     )
     .await?;
-    let received = already_received(env, &c, now).await?;
-    Ok(http::json(
-        200,
-        &json!({ "status": to.as_str(), "audience_size": audience, "already_received": received }),
-    ))
+    Ok(Approved {
+        status: to,
+        audience,
+        already_received: already_received(env, &c, now).await?,
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -305,7 +398,23 @@ struct ScheduleInput {
 pub async fn schedule(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
     require_scope(&req, env, Scope::CampaignsApprove).await?;
     let input: ScheduleInput = optional_json(&mut req).await?;
-    let at = input.at.unwrap_or(now);
+    let base_url = http::public_base_url(&req, env)?;
+    let (to, at) = schedule_at(env, id, input.at, base_url, now).await?;
+    Ok(http::json(
+        200,
+        &json!({ "status": to.as_str(), "scheduled_at": at }),
+    ))
+}
+
+/// Schedules an approved campaign for `at` (now if `None`); the cron tick starts it.
+pub async fn schedule_at(
+    env: &Env,
+    id: &str,
+    at: Option<u64>,
+    base_url: String,
+    now: u64,
+) -> ApiResult<(Status, u64)> {
+    let at = at.unwrap_or(now);
     if at + 300 < now || at > now + 366 * 86_400 {
         return Err(ApiError::field(
             "at",
@@ -314,7 +423,6 @@ pub async fn schedule(mut req: Request, env: &Env, id: &str, now: u64) -> ApiRes
     }
     let (_, status) = load(env, id).await?;
     let to = next(status, Action::Schedule)?;
-    let base_url = http::public_base_url(&req, env)?;
     apply(
         env,
         id,
@@ -327,10 +435,7 @@ pub async fn schedule(mut req: Request, env: &Env, id: &str, now: u64) -> ApiRes
         now,
     )
     .await?;
-    Ok(http::json(
-        200,
-        &json!({ "status": to.as_str(), "scheduled_at": at }),
-    ))
+    Ok((to, at))
 }
 
 /// `GET /v1/campaigns?status=&site=`: one page, newest first.
@@ -362,12 +467,21 @@ pub async fn delete(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
     listing::deletion(store::delete_campaign_draft(env, id).await?, "campaign", id)
 }
 
-/// `POST /v1/campaigns/{id}/cancel`: stops a campaign at any unfinished status; queued chunks
-/// find it cancelled and send nothing more.
+/// `POST /v1/campaigns/{id}/cancel` (`campaigns:write` or `campaigns:approve`): stops a campaign
+/// at any unfinished status; queued chunks find it cancelled and send nothing more.
 pub async fn cancel(req: &Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
-    require_scope(req, env, Scope::CampaignsWrite).await?;
+    require_any(req, env, &CANCEL_SCOPES).await?;
+    let to = cancel_now(env, id, now).await?;
+    Ok(http::json(200, &json!({ "status": to.as_str() })))
+}
+
+/// Who may stop a campaign: those who write it and those who approve (and schedule) it.
+pub const CANCEL_SCOPES: [Scope; 2] = [Scope::CampaignsWrite, Scope::CampaignsApprove];
+
+/// Cancels campaign `id` at any unfinished status.
+pub async fn cancel_now(env: &Env, id: &str, now: u64) -> ApiResult<Status> {
     let (_, status) = load(env, id).await?;
     let to = next(status, Action::Cancel)?;
     apply(env, id, status, to, ("", &[]), now).await?;
-    Ok(http::json(200, &json!({ "status": to.as_str() })))
+    Ok(to)
 }

@@ -43,6 +43,15 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
             let id = (*id).to_owned();
             token_form(req, env, Some(&id), now).await
         }
+        (["campaigns"], Method::Post) => campaign_save(req, env, None, now).await,
+        (["campaigns", id, "edit"], Method::Post) => {
+            let id = (*id).to_owned();
+            campaign_save(req, env, Some(&id), now).await
+        }
+        (
+            ["campaigns", id, action @ ("test" | "approve" | "schedule" | "cancel")],
+            Method::Post,
+        ) => campaign_form(req, env, id, action, now).await,
         (["session" | "logout"], _) => return http::method_not_allowed("POST"),
         (_, Method::Get | Method::Head) => match signed_in(&req, env, now).await {
             Ok(Some(session)) => page_for(&req, env, rest, &session, now).await,
@@ -99,22 +108,34 @@ async fn page_for(
         }
         [] => {
             let rows = campaign_rows(env).await?;
-            Ok(html(page::campaigns(&rows)))
+            let can_create = has_scope(&session.scopes, Scope::CampaignsWrite);
+            Ok(html(page::campaigns(&rows, can_create)))
         }
         ["campaigns.csv"] => {
             let rows = campaign_rows(env).await?;
             Ok(http::csv(page::campaigns_csv(&rows), "campaigns.csv"))
         }
-        ["campaigns", id] => {
-            let (mut info, stats) = one_campaign(env, id).await?;
-            // Only the page says what waits; the CSVs and the comparison do not need the read.
-            if info.status != "tracked" {
-                let sent = stats.delivery.values().map(|d| d.sent).sum();
-                info.waiting = store::campaign_waiting(env, &info.id)
-                    .await?
-                    .summary(sent, now);
+        ["campaigns", "new"] | ["campaigns", _, "edit"] => {
+            if !has_scope(&session.scopes, Scope::CampaignsWrite) {
+                return Ok(not_yours("Campaign"));
             }
-            Ok(html(page::campaign(&info, &stats)))
+            let form = match rest {
+                [_, id, _] => {
+                    let c = store::get_campaign(env, &campaign_id(id)?)
+                        .await?
+                        .ok_or_else(|| ApiError::new(404, "not_found", "no such campaign"))?;
+                    stored_form(&c)
+                }
+                _ => page::CampaignForm::default(),
+            };
+            campaign_form_page(env, session, &form, 200).await
+        }
+        ["campaigns", id] => campaign_page(env, id, session, None, 200, now).await,
+        ["campaigns", id, "approve"] => {
+            if !has_scope(&session.scopes, Scope::CampaignsApprove) {
+                return Ok(not_yours("Approve a campaign"));
+            }
+            approval_screen(env, id, session, None, 200, now).await
         }
         ["campaigns", id, "summary.csv"] => {
             let (_, stats) = one_campaign(env, id).await?;
@@ -153,6 +174,326 @@ async fn page_for(
         )),
         _ => Err(ApiError::new(404, "not_found", "no such dashboard page")),
     }
+}
+
+/// A campaign's page: numbers, what waits, and the next step the viewer may take (`refused`: why
+/// their last button did nothing).
+async fn campaign_page(
+    env: &Env,
+    id: &str,
+    session: &Session,
+    refused: Option<String>,
+    status: u16,
+    now: u64,
+) -> ApiResult<Response> {
+    let (mut info, stats) = one_campaign(env, id).await?;
+    let mut next = None;
+    // Only the page says what waits; the CSVs and the comparison do not need the read.
+    if info.status != "tracked" {
+        let sent = stats.delivery.values().map(|d| d.sent).sum();
+        info.waiting = store::campaign_waiting(env, &info.id)
+            .await?
+            .summary(sent, now);
+        if let Some(c) = store::get_campaign(env, &info.id).await? {
+            next = Some(page::NextStep {
+                can_write: has_scope(&session.scopes, Scope::CampaignsWrite),
+                can_approve: has_scope(&session.scopes, Scope::CampaignsApprove),
+                test_list: if matches!(c.status.as_str(), "draft" | "tested") {
+                    store::test_list(env).await?.len()
+                } else {
+                    0
+                },
+                last_test: last_test(&c),
+                starts: (c.status == "scheduled")
+                    .then_some(c.scheduled_at)
+                    .flatten()
+                    .map(|at| (minute(at), at - now as i64)),
+                status: c.status,
+                refused,
+            });
+        }
+    }
+    Ok(http::html_document(
+        status,
+        page::with_viewer(
+            &page::campaign(&info, &stats, next.as_ref()),
+            &session.viewer,
+        ),
+    ))
+}
+
+fn last_test(c: &store::CampaignRow) -> Option<page::LastTest> {
+    Some(page::LastTest {
+        at: minute(c.last_test_at?),
+        stats_id: epistola_core::campaign::test_stats_id(c.last_test_run.as_deref()?),
+    })
+}
+
+/// The approval screen: what approving sends, to how many, and who may approve it.
+async fn approval_screen(
+    env: &Env,
+    id: &str,
+    session: &Session,
+    refused: Option<String>,
+    status: u16,
+    now: u64,
+) -> ApiResult<Response> {
+    let id = campaign_id(id)?;
+    let f = super::campaigns::approval_facts(env, &id, now).await?;
+    let c = &f.campaign;
+    let previous = store::previous_send(env, &c.id, &c.site_id, &c.purpose).await?;
+    let screen = page::Approval {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        status: c.status.clone(),
+        subject: f.subject.clone(),
+        audience: f.audience,
+        threshold: f.threshold,
+        previous,
+        already_received: f.already_received["contacts"].as_i64().unwrap_or_default(),
+        within_days: f.already_received["within_days"]
+            .as_i64()
+            .unwrap_or_default(),
+        allow_resend: c.allow_resend == 1,
+        edited_by: c.edited_by.clone(),
+        viewer_edited: c.edited_by.as_deref() == Some(session.actor.as_str()),
+        last_test: last_test(c),
+        refused,
+    };
+    Ok(http::html_document(
+        status,
+        page::with_viewer(&page::approval(&screen), &session.viewer),
+    ))
+}
+
+/// A campaign id from a dashboard path, checked (links percent-encode ids: `a:b` is `a%3Ab`).
+fn campaign_id(segment: &str) -> ApiResult<String> {
+    let id = epistola_core::url::percent_decode(segment)
+        .ok_or_else(|| ApiError::field("campaign", "is not a valid path segment"))?;
+    validate_id(&id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
+    Ok(id)
+}
+
+/// A form number field: `None` when empty, or the field's error.
+fn form_number(form: &worker::FormData, field: &str, words: &str) -> ApiResult<Option<i64>> {
+    match form.get_field(field).map(|v| v.trim().to_owned()) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => v
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| ApiError::field(field, words)),
+    }
+}
+
+/// `POST /dashboard/campaigns/{id}/{test|approve|schedule|cancel}`: the campaign page's buttons,
+/// from our own pages, by a viewer whose role holds the step's scope, audited as that viewer. The
+/// same rules as the API (the steps are its functions); a refusal comes back as the page with the
+/// reason in words.
+async fn campaign_form(
+    mut req: Request,
+    env: &Env,
+    id: &str,
+    action: &str,
+    now: u64,
+) -> ApiResult<Response> {
+    use super::campaigns;
+    let needs: &[Scope] = match action {
+        "approve" | "schedule" => &[Scope::CampaignsApprove],
+        "cancel" => &campaigns::CANCEL_SCOPES,
+        _ => &[Scope::CampaignsWrite],
+    };
+    let session = match form_viewer(&req, env, needs, "Campaign", now).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
+    };
+    let id = campaign_id(id)?;
+    let form = http::read_form(&mut req, http::MAX_FORM_BYTES).await?;
+    let base_url = http::public_base_url(&req, env)?;
+    let segments = ["v1", "campaigns", id.as_str(), action];
+    let watch = crate::audit::watch(env, "POST", &segments).await;
+    let outcome = match action {
+        "test" => campaigns::send_test(env, &id, base_url, now)
+            .await
+            .map(|_| 202),
+        "approve" => match form_number(&form, "confirm_audience", "type the number in digits") {
+            Ok(confirm) => campaigns::approve_as(env, &id, &session.actor, confirm, now)
+                .await
+                .map(|_| 200),
+            Err(e) => Err(e),
+        },
+        "schedule" => match form_number(&form, "minutes", "minutes from now, in digits") {
+            Ok(Some(m)) if !(0..=525_600).contains(&m) => {
+                Err(ApiError::field("minutes", "from 0 to 525600 (a year)"))
+            }
+            Ok(m) => {
+                let at = now + m.unwrap_or(0) as u64 * 60;
+                campaigns::schedule_at(env, &id, Some(at), base_url, now)
+                    .await
+                    .map(|_| 200)
+            }
+            Err(e) => Err(e),
+        },
+        _ => campaigns::cancel_now(env, &id, now).await.map(|_| 200),
+    };
+    match outcome {
+        Ok(status) => {
+            if let Some(w) = watch {
+                crate::audit::record_as(env, w, &session.actor, status, now).await;
+            }
+            Ok(see_other(&format!("/dashboard/campaigns/{id}"), None))
+        }
+        Err(e) if e.status < 500 && e.status != 404 => {
+            let why = match e.fields.iter().next() {
+                Some((f, p)) if f == "confirm_audience" => format!("The number {p}."),
+                Some((f, p)) => format!("{f}: {p}"),
+                None => e.message.clone(),
+            };
+            if action == "approve" {
+                approval_screen(env, &id, &session, Some(why), e.status, now).await
+            } else {
+                campaign_page(env, &id, &session, Some(why), e.status, now).await
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The campaign form as a stored campaign fills it.
+fn stored_form(c: &store::CampaignRow) -> page::CampaignForm {
+    let segment = serde_json::from_slice(c.segment.as_bytes()).unwrap_or_default();
+    page::CampaignForm {
+        editing: Some(c.id.clone()),
+        id: c.id.clone(),
+        name: c.name.clone(),
+        template: c.template_id.clone(),
+        site: c.site_id.clone(),
+        purpose: c.purpose.clone(),
+        audience: epistola_dashboard::campaign_form::audience_of(&segment),
+        allow_resend: c.allow_resend == 1,
+        errors: Default::default(),
+    }
+}
+
+/// The new-campaign or edit page with what to choose from.
+async fn campaign_form_page(
+    env: &Env,
+    session: &Session,
+    form: &page::CampaignForm,
+    status: u16,
+) -> ApiResult<Response> {
+    let templates = store::list_templates(env, &listing::page_of(Some("200"), None)?)
+        .await?
+        .iter()
+        .map(|t| {
+            let text = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+            (text("id"), text("name"))
+        })
+        .collect();
+    let choices = page::Choices {
+        templates,
+        targets: store::campaign_targets(env).await?,
+    };
+    Ok(http::html_document(
+        status,
+        page::with_viewer(&page::campaign_form(form, &choices), &session.viewer),
+    ))
+}
+
+/// `POST /dashboard/campaigns` (new) and `POST /dashboard/campaigns/{id}/edit`: the campaign
+/// form, saved as a draft through the API's own function, audited as the viewer. A new campaign
+/// never overwrites one with the same id; an edit keeps what the form does not show (send
+/// window, anonymous tracking, SMS fallback).
+async fn campaign_save(
+    mut req: Request,
+    env: &Env,
+    editing: Option<&str>,
+    now: u64,
+) -> ApiResult<Response> {
+    use epistola_dashboard::campaign_form::{form_field, form_from_fields, input_of};
+    let session = match form_viewer(&req, env, &[Scope::CampaignsWrite], "Campaign", now).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
+    };
+    let editing = editing.map(campaign_id).transpose()?;
+    let body = http::read_form(&mut req, 64 * 1024).await?;
+    let mut form = form_from_fields(editing.as_deref(), |k| body.get_field(k));
+    let Some(mut input) = input_of(&mut form) else {
+        return campaign_form_page(env, &session, &form, 400).await;
+    };
+    if let Err(e) = validate_id(&form.id, false) {
+        form.errors.insert("id".into(), e.to_string());
+        return campaign_form_page(env, &session, &form, 400).await;
+    }
+    match (&editing, store::get_campaign(env, &form.id).await?) {
+        (None, Some(_)) => {
+            form.errors.insert(
+                "id".into(),
+                "a campaign with this id exists: choose another".into(),
+            );
+            return campaign_form_page(env, &session, &form, 409).await;
+        }
+        (Some(_), None) => return Err(ApiError::new(404, "not_found", "no such campaign")),
+        (Some(_), Some(c)) => {
+            input.send_window = c
+                .send_window
+                .as_deref()
+                .and_then(|w| serde_json::from_slice(w.as_bytes()).ok());
+            input.anonymous = c.anonymous == 1;
+            input.sms_fallback_after_seconds =
+                c.sms_fallback_after.and_then(|s| u64::try_from(s).ok());
+        }
+        (None, None) => {}
+    }
+    let segments = ["v1", "campaigns", form.id.as_str()];
+    let watch = crate::audit::watch(env, "PUT", &segments).await;
+    match super::campaigns::put_as(env, &form.id, &input, &session.actor, now).await {
+        Ok(()) => {
+            if let Some(w) = watch {
+                crate::audit::record_as(env, w, &session.actor, 200, now).await;
+            }
+            Ok(see_other(
+                &format!("/dashboard/campaigns/{}", form.id),
+                None,
+            ))
+        }
+        Err(e) if e.status < 500 => {
+            if e.fields.is_empty() {
+                form.errors.insert("form".into(), e.message.clone());
+            }
+            for (f, why) in &e.fields {
+                let field = form_field(f, &form.audience);
+                form.errors.insert(field.into(), why.clone());
+            }
+            campaign_form_page(env, &session, &form, e.status).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Who submits a dashboard form: it came from our own origin, its viewer is signed in and holds
+/// one of `scopes`; otherwise the answer (`403` page, or back to sign-in).
+async fn form_viewer(
+    req: &Request,
+    env: &Env,
+    scopes: &[Scope],
+    title: &str,
+    now: u64,
+) -> ApiResult<Result<Session, Response>> {
+    if !same_origin(req) {
+        return Ok(Err(http::page(
+            403,
+            title,
+            "<p>Use the dashboard's own pages for this.</p>",
+        )));
+    }
+    let Some(session) = signed_in(req, env, now).await? else {
+        return Ok(Err(see_other("/dashboard", None)));
+    };
+    if !scopes.iter().any(|s| has_scope(&session.scopes, *s)) {
+        return Ok(Err(not_yours(title)));
+    }
+    Ok(Ok(session))
 }
 
 /// A page the viewer's role does not open.
@@ -210,19 +551,10 @@ async fn token_form(
     revoke: Option<&str>,
     now: u64,
 ) -> ApiResult<Response> {
-    if !same_origin(&req) {
-        return Ok(http::page(
-            403,
-            "API tokens",
-            "<p>Change tokens from the dashboard's own page.</p>",
-        ));
-    }
-    let Some(session) = signed_in(&req, env, now).await? else {
-        return Ok(see_other("/dashboard", None));
+    let session = match form_viewer(&req, env, &[Scope::TokensWrite], "API tokens", now).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
     };
-    if !has_scope(&session.scopes, Scope::TokensWrite) {
-        return Ok(not_yours("API tokens"));
-    }
     if let Some(id) = revoke {
         return match super::tokens::revoke(env, &session.actor, id, now).await {
             Ok(()) => Ok(see_other("/dashboard/tokens", None)),
@@ -652,10 +984,7 @@ async fn campaign_rows(env: &Env) -> ApiResult<Vec<(CampaignInfo, CampaignStats)
 }
 
 async fn one_campaign(env: &Env, id: &str) -> ApiResult<(CampaignInfo, CampaignStats)> {
-    // Links percent-encode ids (`a:b` is `a%3Ab` in a path).
-    let id = &epistola_core::url::percent_decode(id)
-        .ok_or_else(|| ApiError::field("campaign", "is not a valid path segment"))?;
-    validate_id(id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
+    let id = &campaign_id(id)?;
     let r = campaign_rollups(env, id).await?;
     let stats = CampaignStats::from_rollups(id, &r.totals, &r.series, &r.links);
     let info = match store::campaign_listing(env, id).await? {

@@ -104,12 +104,17 @@ pub struct CampaignRow {
     /// approver.
     #[serde(default)]
     pub edited_by: Option<String>,
+    /// The last test run (`POST …/test`) and when it was sent.
+    #[serde(default)]
+    pub last_test_run: Option<String>,
+    #[serde(default)]
+    pub last_test_at: Option<i64>,
 }
 
 const CAMPAIGN_COLUMNS: &str =
     "id, name, site_id, template_id, purpose, segment, send_window, anonymous, status, \
      audience_size, scheduled_at, cursor, base_url, sms_fallback_after, created_at, updated_at, \
-     paused_reason, paused_at, allow_resend, edited_by";
+     paused_reason, paused_at, allow_resend, edited_by, last_test_run, last_test_at";
 
 pub async fn get_campaign(env: &Env, id: &str) -> Result<Option<CampaignRow>> {
     env.d1(bindings::DB)?
@@ -207,6 +212,60 @@ pub async fn test_list(env: &Env) -> Result<Vec<String>> {
         "id",
     )
     .await
+}
+
+/// The last campaign other than `id` that went out (or is going out) to this site and purpose:
+/// its name and the reach it was approved with. The approval screen shows the difference.
+pub async fn previous_send(
+    env: &Env,
+    id: &str,
+    site: &str,
+    purpose: &str,
+) -> Result<Option<(String, i64)>> {
+    #[derive(Deserialize)]
+    struct Row {
+        name: String,
+        audience_size: i64,
+    }
+    let row = env
+        .d1(bindings::DB)?
+        .prepare(
+            "SELECT name, audience_size FROM campaigns WHERE site_id = ?1 AND purpose = ?2 AND id != ?3 \
+             AND status IN ('sending', 'done', 'paused') AND audience_size IS NOT NULL \
+             ORDER BY COALESCE(scheduled_at, updated_at) DESC LIMIT 1",
+        )
+        .bind(&[text(site), text(purpose), text(id)])?
+        .first::<Row>(None)
+        .await?;
+    Ok(row.map(|r| (r.name, r.audience_size)))
+}
+
+/// What a campaign can be sent for: (site id, site name, purpose) of every e-mail consent each
+/// site's form asks for (sites live in KV; a workspace has a handful, read at most 100).
+pub async fn campaign_targets(env: &Env) -> Result<Vec<(String, String, String)>> {
+    let keys = env
+        .kv(bindings::CONFIG)?
+        .list()
+        .prefix("site:".into())
+        .limit(100)
+        .execute()
+        .await?
+        .keys;
+    let mut targets = Vec::new();
+    for key in keys {
+        let Some(site) = key.name.strip_prefix("site:") else {
+            continue;
+        };
+        let Some(config) = epistola_worker_kit::db::get_site(env, site).await? else {
+            continue;
+        };
+        for c in &config.consents {
+            if c.channel == epistola_core::site::Channel::Email {
+                targets.push((site.to_owned(), config.name.clone(), c.purpose.clone()));
+            }
+        }
+    }
+    Ok(targets)
 }
 
 /// Campaign counters from the rollups: metric → label → n.
