@@ -10,7 +10,7 @@ use epistola_core::campaign::CampaignInput;
 use epistola_core::html::escape;
 use serde_json::{json, Value};
 
-use crate::{layout, path_id};
+use crate::{layout, path_id, Fields};
 
 /// Who a campaign is for, as the form offers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,47 +209,18 @@ pub fn form_field(api_field: &str, audience: &Audience) -> &'static str {
 
 /// The new-campaign or edit page.
 pub fn campaign_form(form: &CampaignForm, choices: &Choices) -> String {
-    let error = |field: &str| {
-        form.errors
-            .get(field)
-            .map(|p| {
-                format!(
-                    "<p id=\"{field}-error\" class=\"err\" role=\"alert\">{}</p>",
-                    escape(p)
-                )
-            })
-            .unwrap_or_default()
-    };
-    let invalid = |field: &str| {
-        if form.errors.contains_key(field) {
-            format!(" aria-describedby=\"{field}-error\" aria-invalid=\"true\"")
-        } else {
-            String::new()
-        }
-    };
+    let fields = Fields(&form.errors);
+    let (error, invalid) = (|f: &str| fields.error(f), |f: &str| fields.invalid(f));
     let action = match &form.editing {
         Some(id) => format!("/dashboard/campaigns/{}/edit", path_id(id)),
         None => "/dashboard/campaigns".into(),
     };
     let mut body = format!("<form method=\"post\" action=\"{action}\">");
     body.push_str(&error("form"));
-    let _ = write!(
-        body,
-        "<p><label for=\"name\">Name</label><br><input id=\"name\" name=\"name\" required maxlength=\"200\" size=\"40\" value=\"{}\"{}>{}</p>",
-        escape(&form.name),
-        invalid("name"),
-        error("name")
-    );
-    if form.editing.is_none() {
-        let _ = write!(
-            body,
-            "<p><label for=\"id\">Id (letters, digits, dashes; made from the name if empty)</label><br>\
-<input id=\"id\" name=\"id\" maxlength=\"64\" size=\"30\" value=\"{}\"{}>{}</p>",
-            escape(&form.id),
-            invalid("id"),
-            error("id")
-        );
-    }
+    body.push_str(&fields.name_and_id(
+        &form.name,
+        form.editing.is_none().then_some(form.id.as_str()),
+    ));
     let _ = write!(
         body,
         "<p><label for=\"template\">Template</label><br><select id=\"template\" name=\"template\" required{}>",

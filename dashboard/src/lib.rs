@@ -12,10 +12,12 @@ pub mod admin;
 pub mod campaign_form;
 pub mod chart;
 pub mod lifecycle;
+pub mod template_form;
 
 pub use admin::{audit, audit_csv, tokens, AuditLine, TokenForm, TokenLine};
 pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
 pub use lifecycle::{approval, Approval, LastTest, NextStep};
+pub use template_form::{template_form, templates, Preview, TemplateForm, TemplateLine};
 
 /// The session cookie: the API token itself, `HttpOnly` (no script reads it), `Secure`,
 /// `SameSite=Strict` (never sent on a cross-site request, so no CSRF on GET or POST) and scoped to
@@ -162,11 +164,17 @@ pub struct Viewer {
     pub manages_tokens: bool,
     /// Holds `audit:read`: the Audit page is.
     pub reads_audit: bool,
+    /// Holds `campaigns:write`: the Templates page is.
+    pub writes_campaigns: bool,
 }
 
 /// A rendered page with the viewer's part of the header: the pages they may open, and who they are.
 pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
     let pages = [
+        (
+            viewer.writes_campaigns,
+            "<a href=\"/dashboard/templates\">Templates</a>",
+        ),
         (
             viewer.reads_contacts,
             "<a href=\"/dashboard/contacts\">Contacts</a>",
@@ -404,6 +412,52 @@ fn link(href: &str, text: &str) -> String {
 }
 
 /// Percent-encodes an id for a path segment (ids are URL-safe already; this keeps it so).
+/// A form's errors by field, as the page shows them: the message beside the field (`{field}-error`,
+/// announced), and the field's attributes pointing at it.
+pub(crate) struct Fields<'a>(pub &'a std::collections::BTreeMap<String, String>);
+
+impl Fields<'_> {
+    pub fn error(&self, field: &str) -> String {
+        self.0
+            .get(field)
+            .map(|p| {
+                format!(
+                    "<p id=\"{field}-error\" class=\"err\" role=\"alert\">{}</p>",
+                    escape(p)
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    /// The name field, and for a new thing (`id` given) its id, made from the name if left empty.
+    pub fn name_and_id(&self, name: &str, id: Option<&str>) -> String {
+        let mut out = format!(
+            "<p><label for=\"name\">Name</label><br><input id=\"name\" name=\"name\" required maxlength=\"200\" size=\"40\" value=\"{}\"{}>{}</p>",
+            escape(name),
+            self.invalid("name"),
+            self.error("name")
+        );
+        if let Some(id) = id {
+            out.push_str(&format!(
+                "<p><label for=\"id\">Id (letters, digits, dashes; made from the name if empty)</label><br>\
+<input id=\"id\" name=\"id\" maxlength=\"64\" size=\"30\" value=\"{}\"{}>{}</p>",
+                escape(id),
+                self.invalid("id"),
+                self.error("id")
+            ));
+        }
+        out
+    }
+
+    pub fn invalid(&self, field: &str) -> String {
+        if self.0.contains_key(field) {
+            format!(" aria-describedby=\"{field}-error\" aria-invalid=\"true\"")
+        } else {
+            String::new()
+        }
+    }
+}
+
 pub(crate) fn path_id(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
@@ -953,6 +1007,7 @@ mod tests {
             reads_contacts: false,
             manages_tokens: false,
             reads_audit: false,
+            writes_campaigns: false,
         };
         let author = Viewer {
             name: "<ann>".into(),
@@ -960,6 +1015,7 @@ mod tests {
             reads_contacts: true,
             manages_tokens: false,
             reads_audit: false,
+            writes_campaigns: true,
         };
         let admin = Viewer {
             name: "ann@team.example".into(),
@@ -967,6 +1023,7 @@ mod tests {
             reads_contacts: true,
             manages_tokens: true,
             reads_audit: true,
+            writes_campaigns: true,
         };
         let c = with_viewer(&page, &admin);
         assert!(c.contains("/dashboard/tokens") && c.contains("/dashboard/audit"));
@@ -975,6 +1032,7 @@ mod tests {
         let b = with_viewer(&page, &author);
         assert!(b.contains("href=\"/dashboard/contacts\"") && b.contains("&lt;ann&gt; · author"));
         assert!(!b.contains("/dashboard/tokens") && !a.contains("/dashboard/audit"));
+        assert!(b.contains("/dashboard/templates") && !a.contains("/dashboard/templates"));
         assert!(!b.contains(VIEWER_SLOT));
     }
 

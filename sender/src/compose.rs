@@ -369,6 +369,36 @@ mod tests {
     }
 
     #[test]
+    fn a_template_without_a_text_part_sends_the_words_of_its_html() {
+        let keys = keys();
+        let template = Compiled::new(&TemplateSource {
+            subject: "Spring".into(),
+            html: r#"<body><p>Hi {{ contact.name }}</p><a href="https://shop.example/sale">Sale</a></body>"#
+                .into(),
+            text: None,
+            sms: None,
+        })
+        .expect("compiles");
+        let out = compose(
+            &campaign("spring", &template, &keys, false),
+            &Recipient {
+                contact: "k1",
+                email: "ann@example.com",
+                message: "spring.k1",
+                context: &json!({"contact": {"name": "Ann"}}),
+            },
+        )
+        .expect("composes");
+        assert!(
+            out.text.starts_with(
+                "Hi Ann\nSale (https://shop.example/sale)\n\n--\nUnsubscribe: https://t.example/u/"
+            ),
+            "{}",
+            out.text
+        );
+    }
+
+    #[test]
     fn a_letter_has_signed_links_pixel_and_one_click_unsubscribe() {
         let keys = keys();
         let template = compiled(

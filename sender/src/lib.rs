@@ -6,6 +6,7 @@ pub mod compose;
 pub mod letter;
 pub mod mailgun;
 pub mod mime;
+pub mod plain;
 pub mod rewrite;
 pub mod sms;
 pub mod smtp;

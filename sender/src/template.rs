@@ -13,8 +13,8 @@ use serde::Serialize;
 pub struct TemplateSource {
     pub subject: String,
     pub html: String,
-    /// Plain-text part; derived from nothing if absent (the letter is then HTML-only plus a
-    /// minimal text part saying where to read it).
+    /// Plain-text part; made from the HTML when absent (`plain::text_of_html`, once, when the
+    /// template is compiled).
     pub text: Option<String>,
     pub sms: Option<String>,
 }
@@ -220,9 +220,15 @@ impl Compiled {
                     .map_err(|e| error(part, &e))?;
             }
         }
+        // No text part written: the HTML's text, so text-only readers and spam filters get the
+        // letter, not only its unsubscribe lines. A derived source that does not compile (template
+        // syntax split by tags) leaves the letter without one.
+        let has_text = t.text.is_some()
+            || crate::plain::text_of_html(&t.html)
+                .is_some_and(|text| env.add_template_owned("text", text).is_ok());
         Ok(Compiled {
             env,
-            has_text: t.text.is_some(),
+            has_text,
             has_sms: t.sms.is_some(),
             prepared,
         })

@@ -1,9 +1,11 @@
-// A campaign's lifecycle in the browser (Debian Chromium), by three people signed in as they
+// A campaign's lifecycle in the browser (Debian Chromium), by the people signed in as they
 // would be: an author sends the test letter to the test list (and only to it) from the campaign
 // page; the admin who last edited the campaign cannot approve it above APPROVAL_CONFIRM_ABOVE; an
 // approver reads the reach, types the number (a wrong one is refused beside the field), approves,
 // schedules with a countdown and cancels before it starts. Each button is the API's rule, checked
 // again on the server (roles, another origin), and each step is in the audit log as that person.
+// Authors also create and edit drafts with the campaign form, and write templates in the editor
+// with a preview as a real contact.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -237,4 +239,58 @@ test('an author creates and edits a draft in the browser; errors sit beside thei
   assert.equal((await fetch(`${w.url}/dashboard/campaigns/new`, { headers: { cookie: reader } })).status, 403);
   const post = await fetch(`${w.url}/dashboard/campaigns`, { method: 'POST', redirect: 'manual', headers: { cookie: reader, origin: w.url, 'content-type': 'application/x-www-form-urlencoded' }, body: 'name=x&target=demo%2Fnewsletter' });
   assert.equal(post.status, 403);
+});
+
+test('an author writes a template in the browser: a preview as a real contact at two widths, errors by part and line, then saved', async () => {
+  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
+  await run(`${ROOT}/scripts/create-user.sh`, ['dora.author@team.example', 'author'], { env, cwd: ROOT });
+  const page = await (await browser.newContext()).newPage();
+  const doraId = await signInByMail(page, w, mail, 'dora.author@team.example');
+  await Promise.all([page.waitForURL(`${w.url}/dashboard/templates`), page.click('header >> text=Templates')]);
+  assert.match(await page.textContent('main'), /Spring letter/);
+  await Promise.all([page.waitForURL(`${w.url}/dashboard/templates/new`), page.click('text=New template')]);
+
+  await page.fill('#name', 'Welcome letter');
+  await page.fill('#subject', 'Welcome, {{ contact.name }}');
+  await page.fill('#html', '<p>Hello {{ contact.name }} from {{ site.name }}</p><a href="https://shop.example/welcome?src=mail&x=1">Start shopping</a>');
+  await page.fill('#contact', 'tess.tester@example.net');
+  await page.selectOption('#site', 'demo');
+  await page.click('button:has-text("Preview")');
+  await page.waitForSelector('#preview');
+  assert.equal((await page.textContent('#preview-subject')).trim(), 'Welcome, Tess');
+  assert.equal((await page.textContent('#preview-to')).trim(), 'tess.tester@example.net');
+  for (const id of ['#preview-desktop', '#preview-phone']) {
+    assert.equal(await page.frameLocator(id).locator('text=Hello Tess from Demo toy shop').count(), 1, `${id} shows the letter`);
+  }
+  assert.equal(await page.getAttribute('#preview-phone', 'width'), '375');
+  assert.match(await page.textContent('#preview-text'), /Hello Tess from Demo toy shop/);
+  assert.deepEqual(await page.locator('#preview-links li').allTextContents(), ['https://shop.example/welcome?src=mail&x=1']);
+  assert.equal(await page.inputValue('#html'), '<p>Hello {{ contact.name }} from {{ site.name }}</p><a href="https://shop.example/welcome?src=mail&x=1">Start shopping</a>', 'what was typed stays');
+  assert.equal((await w.d1("SELECT COUNT(*) AS n FROM templates WHERE id = 'welcome-letter'"))[0].n, 0, 'a preview stores nothing');
+
+  // A broken subject: its error beside the subject, with the line; nothing stored.
+  await page.fill('#subject', 'Welcome, {{ contact.name');
+  const [broken] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('text=Save the template')]);
+  assert.equal(broken.status(), 400);
+  assert.match(await page.textContent('#subject-error'), /line 1/);
+  assert.equal((await w.d1("SELECT COUNT(*) AS n FROM templates WHERE id = 'welcome-letter'"))[0].n, 0);
+  // An unknown contact for the preview is named beside the contact field.
+  await page.fill('#subject', 'Welcome, {{ contact.name }}');
+  await page.fill('#contact', 'nobody@example.net');
+  await page.click('button:has-text("Preview")');
+  assert.match(await page.textContent('#contact-error'), /no such contact/);
+
+  await Promise.all([page.waitForURL(`${w.url}/dashboard/templates`), page.click('text=Save the template')]);
+  const [stored] = await w.d1("SELECT name, subject, html FROM templates WHERE id = 'welcome-letter'");
+  assert.deepEqual([stored.name, stored.subject], ['Welcome letter', 'Welcome, {{ contact.name }}']);
+  assert.match(stored.html, /Start shopping/);
+
+  // Edit: the stored parts in the editor; a changed subject saved; the log says what changed.
+  await Promise.all([page.waitForURL(`${w.url}/dashboard/templates/welcome-letter/edit`), page.click('text=Welcome letter')]);
+  assert.equal(await page.inputValue('#subject'), 'Welcome, {{ contact.name }}');
+  await page.fill('#subject', 'Welcome aboard, {{ contact.name }}');
+  await Promise.all([page.waitForURL(`${w.url}/dashboard/templates`), page.click('text=Save the template')]);
+  const log = await api(w, 'GET', '/v1/audit?subject=welcome-letter', { token: w.tokens.admin });
+  assert.deepEqual(log.json.entries.map((e) => [e.action, e.actor]), [['template.put', `user:${doraId}`], ['template.put', `user:${doraId}`]]);
+  assert.deepEqual(log.json.entries[0].detail.changes, { subject: ['Welcome, {{ contact.name }}', 'Welcome aboard, {{ contact.name }}'] });
 });

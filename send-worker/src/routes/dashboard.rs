@@ -44,6 +44,11 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
             token_form(req, env, Some(&id), now).await
         }
         (["campaigns"], Method::Post) => campaign_save(req, env, None, now).await,
+        (["templates"], Method::Post) => template_save(req, env, None, now).await,
+        (["templates", id, "edit"], Method::Post) => {
+            let id = (*id).to_owned();
+            template_save(req, env, Some(&id), now).await
+        }
         (["campaigns", id, "edit"], Method::Post) => {
             let id = (*id).to_owned();
             campaign_save(req, env, Some(&id), now).await
@@ -114,6 +119,9 @@ async fn page_for(
         ["campaigns.csv"] => {
             let rows = campaign_rows(env).await?;
             Ok(http::csv(page::campaigns_csv(&rows), "campaigns.csv"))
+        }
+        ["templates"] | ["templates", "new"] | ["templates", _, "edit"] => {
+            template_page(env, rest, session).await
         }
         ["campaigns", "new"] | ["campaigns", _, "edit"] => {
             if !has_scope(&session.scopes, Scope::CampaignsWrite) {
@@ -268,9 +276,14 @@ async fn approval_screen(
 
 /// A campaign id from a dashboard path, checked (links percent-encode ids: `a:b` is `a%3Ab`).
 fn campaign_id(segment: &str) -> ApiResult<String> {
+    path_id_param(segment, "campaign")
+}
+
+/// An id from a dashboard path segment, percent-decoded and checked; errors name `field`.
+fn path_id_param(segment: &str, field: &str) -> ApiResult<String> {
     let id = epistola_core::url::percent_decode(segment)
-        .ok_or_else(|| ApiError::field("campaign", "is not a valid path segment"))?;
-    validate_id(&id, false).map_err(|e| ApiError::field("campaign", e.to_string()))?;
+        .ok_or_else(|| ApiError::field(field, "is not a valid path segment"))?;
+    validate_id(&id, false).map_err(|e| ApiError::field(field, e.to_string()))?;
     Ok(id)
 }
 
@@ -392,7 +405,17 @@ async fn campaign_form_page(
         .collect();
     let choices = page::Choices {
         templates,
-        targets: store::campaign_targets(env).await?,
+        // What a campaign can be sent for: each site's e-mail consents.
+        targets: store::sites(env)
+            .await?
+            .into_iter()
+            .flat_map(|(id, site)| {
+                site.consents
+                    .into_iter()
+                    .filter(|c| c.channel == epistola_core::site::Channel::Email)
+                    .map(move |c| (id.clone(), site.name.clone(), c.purpose))
+            })
+            .collect(),
     };
     Ok(http::html_document(
         status,
@@ -494,6 +517,207 @@ async fn form_viewer(
         return Ok(Err(not_yours(title)));
     }
     Ok(Ok(session))
+}
+
+/// The templates list, the new-template page or the editor, for viewers who write campaigns.
+async fn template_page(env: &Env, rest: &[&str], session: &Session) -> ApiResult<Response> {
+    if !has_scope(&session.scopes, Scope::CampaignsWrite) {
+        return Ok(not_yours("Templates"));
+    }
+    let form = match rest {
+        ["templates"] => {
+            let lines: Vec<page::TemplateLine> =
+                store::list_templates(env, &listing::page_of(Some("200"), None)?)
+                    .await?
+                    .iter()
+                    .map(|t| {
+                        let text = |k: &str| t[k].as_str().unwrap_or_default().to_owned();
+                        page::TemplateLine {
+                            id: text("id"),
+                            name: text("name"),
+                            subject: text("subject"),
+                            updated: minute(t["updated_at"].as_i64().unwrap_or_default()),
+                        }
+                    })
+                    .collect();
+            return Ok(http::html_document(
+                200,
+                page::with_viewer(&page::templates(&lines, true), &session.viewer),
+            ));
+        }
+        [_, id, "edit"] => {
+            let t = store::get_template(env, &path_id_param(id, "template")?)
+                .await?
+                .ok_or_else(|| ApiError::new(404, "not_found", "no such template"))?;
+            page::TemplateForm {
+                editing: Some(t.id.clone()),
+                id: t.id,
+                name: t.name,
+                subject: t.subject,
+                html: t.html,
+                text: t.text.unwrap_or_default(),
+                sms: t.sms.unwrap_or_default(),
+                ..page::TemplateForm::default()
+            }
+        }
+        _ => page::TemplateForm::default(),
+    };
+    template_form_page(env, session, &form, 200).await
+}
+
+async fn template_form_page(
+    env: &Env,
+    session: &Session,
+    form: &page::TemplateForm,
+    status: u16,
+) -> ApiResult<Response> {
+    let sites: Vec<(String, String)> = store::sites(env)
+        .await?
+        .into_iter()
+        .map(|(id, s)| (id, s.name))
+        .collect();
+    Ok(http::html_document(
+        status,
+        page::with_viewer(&page::template_form(form, &sites), &session.viewer),
+    ))
+}
+
+/// `POST /dashboard/templates` (new) and `POST /dashboard/templates/{id}/edit`: the editor's
+/// two buttons. "Preview" composes the letter as the chosen contact from what is typed (nothing
+/// stored, nothing sent); "Save" stores it through the API's own function, audited as the
+/// viewer. A new template never takes an existing id; an edit keeps the audience tags the editor
+/// does not show.
+async fn template_save(
+    mut req: Request,
+    env: &Env,
+    editing: Option<&str>,
+    now: u64,
+) -> ApiResult<Response> {
+    use super::templates::{preview_of, put_checked, PreviewInput, TemplateInput};
+    let session = match form_viewer(&req, env, &[Scope::CampaignsWrite], "Template", now).await? {
+        Ok(session) => session,
+        Err(refused) => return Ok(refused),
+    };
+    let editing = editing
+        .map(|id| path_id_param(id, "template"))
+        .transpose()?;
+    let body = http::read_form(&mut req, 3 * 1024 * 1024).await?;
+    let field = |k: &str| body.get_field(k).unwrap_or_default();
+    let name = field("name").trim().to_owned();
+    let id = match (&editing, field("id").trim()) {
+        (Some(id), _) => id.clone(),
+        (None, "") => epistola_dashboard::campaign_form::id_from_name(&name),
+        (None, typed) => typed.to_owned(),
+    };
+    let mut form = page::TemplateForm {
+        editing: editing.clone(),
+        id,
+        name,
+        subject: field("subject"),
+        html: field("html"),
+        text: field("text"),
+        sms: field("sms"),
+        contact: field("contact").trim().to_owned(),
+        site: field("site"),
+        ..page::TemplateForm::default()
+    };
+    let optional = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+    let beside = |form: &mut page::TemplateForm, e: &ApiError| {
+        if e.fields.is_empty() {
+            form.errors.insert("form".into(), e.message.clone());
+        }
+        for (f, why) in &e.fields {
+            let f = match f.as_str() {
+                "template" => "id",
+                f @ ("name" | "subject" | "html" | "text" | "sms" | "contact" | "site") => f,
+                _ => "form",
+            };
+            form.errors.insert(f.into(), why.clone());
+        }
+    };
+    if field("do") == "preview" {
+        let input = PreviewInput {
+            contact: form.contact.clone(),
+            site: form.site.clone(),
+            subject: Some(form.subject.clone()),
+            html: Some(form.html.clone()),
+            text: optional(&form.text),
+            sms: optional(&form.sms),
+        };
+        let base_url = http::public_base_url(&req, env)?;
+        let as_id = if form.id.is_empty() { "new" } else { &form.id };
+        let status = match preview_of(env, as_id, input, &base_url, now).await {
+            Ok(p) => {
+                let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                form.preview = Some(page::Preview {
+                    to: text("to"),
+                    from: text("from"),
+                    subject: text("subject"),
+                    html: text("html"),
+                    text: text("text"),
+                    sms: p["sms"].as_str().map(str::to_owned),
+                    links: p["links"]
+                        .as_array()
+                        .map(|l| {
+                            l.iter()
+                                .filter_map(|x| x["url"].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+                200
+            }
+            Err(e) if e.status < 500 => {
+                beside(&mut form, &e);
+                e.status
+            }
+            Err(e) => return Err(e),
+        };
+        return template_form_page(env, &session, &form, status).await;
+    }
+    if form.id.is_empty() {
+        form.errors.insert(
+            "id".into(),
+            "give the template a name (its id is made from it)".into(),
+        );
+        return template_form_page(env, &session, &form, 400).await;
+    }
+    let stored = store::get_template(env, &form.id).await?;
+    let audience = match (&editing, &stored) {
+        (None, Some(_)) => {
+            form.errors.insert(
+                "id".into(),
+                "a template with this id exists: choose another".into(),
+            );
+            return template_form_page(env, &session, &form, 409).await;
+        }
+        (Some(_), None) => return Err(ApiError::new(404, "not_found", "no such template")),
+        (_, Some(t)) => serde_json::from_slice(t.audience.as_bytes()).unwrap_or_default(),
+        (None, None) => Default::default(),
+    };
+    let input = TemplateInput {
+        name: form.name.clone(),
+        subject: form.subject.clone(),
+        html: form.html.clone(),
+        text: optional(&form.text),
+        sms: optional(&form.sms),
+        audience,
+    };
+    let segments = ["v1", "templates", form.id.as_str()];
+    let watch = crate::audit::watch(env, "PUT", &segments).await;
+    match put_checked(env, &form.id, input, now).await {
+        Ok(_) => {
+            if let Some(w) = watch {
+                crate::audit::record_as(env, w, &session.actor, 200, now).await;
+            }
+            Ok(see_other("/dashboard/templates", None))
+        }
+        Err(e) if e.status < 500 => {
+            beside(&mut form, &e);
+            template_form_page(env, &session, &form, e.status).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// A page the viewer's role does not open.
@@ -772,6 +996,7 @@ async fn signed_in(req: &Request, env: &Env, now: u64) -> ApiResult<Option<Sessi
                 reads_contacts: has_scope(&scopes, Scope::ContactsRead),
                 manages_tokens: has_scope(&scopes, Scope::TokensWrite),
                 reads_audit: has_scope(&scopes, Scope::AuditRead),
+                writes_campaigns: has_scope(&scopes, Scope::CampaignsWrite),
             },
             scopes,
             actor,

@@ -28,25 +28,37 @@ use crate::store::{self, TemplateRow};
 
 const MAX_TEMPLATE_BYTES: usize = 1024 * 1024;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct TemplateInput {
-    name: String,
-    subject: String,
-    html: String,
+pub struct TemplateInput {
+    pub name: String,
+    pub subject: String,
+    pub html: String,
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
     #[serde(default)]
-    sms: Option<String>,
+    pub sms: Option<String>,
     /// Attribute → value the recipient must have, e.g. `{"gender": "female"}`.
     #[serde(default)]
-    audience: BTreeMap<String, String>,
+    pub audience: BTreeMap<String, String>,
 }
 
 pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
     require_scope(&req, env, Scope::CampaignsWrite).await?;
-    validate_id(id, false).map_err(|e| ApiError::field("template", e.to_string()))?;
     let input: TemplateInput = read_json(&mut req, MAX_TEMPLATE_BYTES).await?;
+    let row = put_checked(env, id, input, now).await?;
+    Ok(http::json(200, &json!({ "template": template_json(&row) })))
+}
+
+/// Compiles and stores template `id` (the API's `PUT` and the dashboard's editor): errors name
+/// the part and line, and nothing is stored; a template an approved campaign sends is locked.
+pub async fn put_checked(
+    env: &Env,
+    id: &str,
+    input: TemplateInput,
+    now: u64,
+) -> ApiResult<TemplateRow> {
+    validate_id(id, false).map_err(|e| ApiError::field("template", e.to_string()))?;
     let mut errors: FieldErrors = validate_audience(&input.audience);
     if input.name.trim().is_empty() || input.name.chars().count() > 200 {
         errors.insert("name".into(), "must be 1-200 characters".into());
@@ -83,7 +95,7 @@ pub async fn put(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<R
             "an approved campaign or an active chain sends this template; cancel or pause it, or use a new template",
         ));
     }
-    Ok(http::json(200, &json!({ "template": template_json(&row) })))
+    Ok(row)
 }
 
 pub async fn get(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
@@ -114,21 +126,21 @@ pub async fn delete(req: &Request, env: &Env, id: &str) -> ApiResult<Response> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PreviewInput {
+pub struct PreviewInput {
     /// Contact id or address.
-    contact: String,
+    pub contact: String,
     /// The site whose name and sender the letter carries.
-    site: String,
+    pub site: String,
     /// Unsaved edits: each part given replaces the stored one (all that is needed when the
     /// template is not stored yet: `subject` and `html`).
     #[serde(default)]
-    subject: Option<String>,
+    pub subject: Option<String>,
     #[serde(default)]
-    html: Option<String>,
+    pub html: Option<String>,
     #[serde(default)]
-    text: Option<String>,
+    pub text: Option<String>,
     #[serde(default)]
-    sms: Option<String>,
+    pub sms: Option<String>,
 }
 
 /// `POST /v1/templates/{id}/preview`: the letter exactly as `compose` makes it for one contact
@@ -137,8 +149,22 @@ struct PreviewInput {
 /// preview alone, so opening or following them at the edge counts nothing.
 pub async fn preview(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResult<Response> {
     require_scope(&req, env, Scope::CampaignsWrite).await?;
-    validate_id(id, false).map_err(|e| ApiError::field("template", e.to_string()))?;
     let input: PreviewInput = read_json(&mut req, MAX_TEMPLATE_BYTES).await?;
+    let base_url = http::public_base_url(&req, env)?;
+    let preview = preview_of(env, id, input, &base_url, now).await?;
+    Ok(http::json(200, &json!({ "preview": preview })))
+}
+
+/// The letter of template `id` (with `input`'s unsaved parts) as one contact gets it: the API's
+/// preview and the dashboard editor's.
+pub async fn preview_of(
+    env: &Env,
+    id: &str,
+    input: PreviewInput,
+    base_url: &str,
+    now: u64,
+) -> ApiResult<serde_json::Value> {
+    validate_id(id, false).map_err(|e| ApiError::field("template", e.to_string()))?;
     let stored = store::get_template(env, id).await?;
     let mut errors = FieldErrors::new();
     let base =
@@ -208,13 +234,12 @@ pub async fn preview(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
         },
         site: SiteContext { name: &site.name },
     };
-    let base_url = http::public_base_url(&req, env)?;
     let composed = compose(
         &Campaign {
             id: "preview",
             site: &input.site,
             template: &compiled,
-            base_url: &base_url,
+            base_url,
             from_name: &site.name,
             from: &site.from_email,
             anonymous: false,
@@ -234,14 +259,11 @@ pub async fn preview(mut req: Request, env: &Env, id: &str, now: u64) -> ApiResu
         .iter()
         .map(|(index, url)| json!({ "index": index, "url": url }))
         .collect();
-    Ok(http::json(
-        200,
-        &json!({ "preview": {
-            "contact": contact.id, "to": email, "from": format!("{} <{}>", site.name, site.from_email),
-            "subject": composed.subject, "html": composed.html, "text": composed.text,
-            "sms": composed.sms.as_deref().map(sms_text), "links": links,
-        }}),
-    ))
+    Ok(json!({
+        "contact": contact.id, "to": email, "from": format!("{} <{}>", site.name, site.from_email),
+        "subject": composed.subject, "html": composed.html, "text": composed.text,
+        "sms": composed.sms.as_deref().map(sms_text), "links": links,
+    }))
 }
 
 fn template_json(t: &TemplateRow) -> serde_json::Value {

@@ -240,9 +240,9 @@ pub async fn previous_send(
     Ok(row.map(|r| (r.name, r.audience_size)))
 }
 
-/// What a campaign can be sent for: (site id, site name, purpose) of every e-mail consent each
-/// site's form asks for (sites live in KV; a workspace has a handful, read at most 100).
-pub async fn campaign_targets(env: &Env) -> Result<Vec<(String, String, String)>> {
+/// Every site's configuration, by id (sites live in KV; a workspace has a handful: at most 100
+/// are read).
+pub async fn sites(env: &Env) -> Result<Vec<(String, epistola_core::site::SiteConfig)>> {
     let keys = env
         .kv(bindings::CONFIG)?
         .list()
@@ -251,21 +251,16 @@ pub async fn campaign_targets(env: &Env) -> Result<Vec<(String, String, String)>
         .execute()
         .await?
         .keys;
-    let mut targets = Vec::new();
+    let mut sites = Vec::new();
     for key in keys {
         let Some(site) = key.name.strip_prefix("site:") else {
             continue;
         };
-        let Some(config) = epistola_worker_kit::db::get_site(env, site).await? else {
-            continue;
-        };
-        for c in &config.consents {
-            if c.channel == epistola_core::site::Channel::Email {
-                targets.push((site.to_owned(), config.name.clone(), c.purpose.clone()));
-            }
+        if let Some(config) = epistola_worker_kit::db::get_site(env, site).await? {
+            sites.push((site.to_owned(), config));
         }
     }
-    Ok(targets)
+    Ok(sites)
 }
 
 /// Campaign counters from the rollups: metric → label → n.
