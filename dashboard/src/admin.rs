@@ -256,6 +256,96 @@ pub fn audit_csv(rows: &[AuditLine]) -> String {
     )
 }
 
+/// One workspace user as the users page lists them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserLine {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    /// `YYYY-MM-DD HH:MM` UTC.
+    pub created: String,
+    /// When they were disabled, if they are.
+    pub disabled: Option<String>,
+    /// The viewer themself (no button to lock oneself out).
+    pub is_viewer: bool,
+}
+
+/// The users page: add someone with a role (only roles whose duties the viewer holds), change a
+/// role, disable and enable. `refused`: the field of the last form and why.
+pub fn users(rows: &[UserLine], grantable: &[&str], refused: Option<(&str, &str)>) -> String {
+    let errors: std::collections::BTreeMap<String, String> = refused
+        .map(|(f, why)| (f.to_owned(), why.to_owned()))
+        .into_iter()
+        .collect();
+    let fields = crate::Fields(&errors);
+    let options = |chosen: &str| -> String {
+        grantable
+            .iter()
+            .map(|r| {
+                format!(
+                    "<option value=\"{r}\"{}>{r}</option>",
+                    if *r == chosen { " selected" } else { "" }
+                )
+            })
+            .collect()
+    };
+    let mut body = format!(
+        "{}<h2>Add a user</h2><form method=\"post\" action=\"/dashboard/users\">\
+<p><label for=\"email\">Work address</label><br><input id=\"email\" name=\"email\" type=\"email\" required size=\"32\"{}>{}</p>\
+<p><label for=\"role\">Role</label><br><select id=\"role\" name=\"role\"{}>{}</select>{}</p>\
+<p class=\"muted\">They sign in at <code>/dashboard</code> with a link mailed to this address. You can give only roles whose duties you hold.</p>\
+<button>Add the user</button></form><h2>Users</h2>",
+        fields.error("form"),
+        fields.invalid("email"),
+        fields.error("email"),
+        fields.invalid("role"),
+        options("author"),
+        fields.error("role"),
+    );
+    if rows.is_empty() {
+        body.push_str("<p class=\"notice\">No workspace users yet.</p>");
+        return layout("Users", &body);
+    }
+    let lines: Vec<Vec<String>> = rows
+        .iter()
+        .map(|u| {
+            let id = path_id(&u.id);
+            let who = escape(&u.email);
+            let (role, state) = if u.is_viewer {
+                (escape(&u.role), "you".to_owned())
+            } else if let Some(at) = &u.disabled {
+                (
+                    escape(&u.role),
+                    format!(
+                        "disabled {} <form method=\"post\" action=\"/dashboard/users/{id}/enable\" class=\"inline\">\
+<button aria-label=\"Enable {who}\">Enable</button></form>",
+                        escape(at)
+                    ),
+                )
+            } else {
+                (
+                    format!(
+                        "<form method=\"post\" action=\"/dashboard/users/{id}/role\" class=\"inline\">\
+<select name=\"role\" aria-label=\"Role of {who}\">{}</select> <button aria-label=\"Change the role of {who}\">Change</button></form>",
+                        options(&u.role)
+                    ),
+                    format!(
+                        "active <form method=\"post\" action=\"/dashboard/users/{id}/disable\" class=\"inline\">\
+<button aria-label=\"Disable {who}\">Disable</button></form>"
+                    ),
+                )
+            };
+            vec![who, role, escape(&u.created), state]
+        })
+        .collect();
+    body.push_str(&table(
+        &["Address", "Role", "Added (UTC)", "State"],
+        &lines,
+        None,
+    ));
+    layout("Users", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,5 +423,39 @@ mod tests {
         assert!(audit(&[], "", "", None, None).contains("Nothing recorded"));
         let bad = audit(&[], "", "", Some("cursor: must be a next_cursor"), None);
         assert!(bad.contains("role=\"alert\"") && !bad.contains("Nothing recorded"));
+    }
+
+    #[test]
+    fn users_page_offers_only_grantable_roles_and_no_button_against_oneself() {
+        let line = |id: &str, role: &str, disabled: Option<&str>, is_viewer: bool| UserLine {
+            id: id.into(),
+            email: format!("{id}@team.example"),
+            role: role.into(),
+            created: "2026-12-04 10:00".into(),
+            disabled: disabled.map(str::to_owned),
+            is_viewer,
+        };
+        let rows = [
+            line("me", "admin", None, true),
+            line("ann", "author", None, false),
+            line("bo", "analyst", Some("2026-12-04 11:00"), false),
+        ];
+        let page = users(
+            &rows,
+            &["author", "analyst"],
+            Some(("email", "not an address")),
+        );
+        assert!(
+            !page.contains("/dashboard/users/me/"),
+            "no buttons against oneself"
+        );
+        assert!(page.contains("action=\"/dashboard/users/ann/disable\""));
+        assert!(page.contains("action=\"/dashboard/users/bo/enable\""));
+        assert!(
+            !page.contains("value=\"admin\""),
+            "only roles the viewer may give"
+        );
+        assert!(page.contains("<option value=\"author\" selected>"));
+        assert!(page.contains("id=\"email-error\""));
     }
 }

@@ -14,7 +14,7 @@ pub mod chart;
 pub mod lifecycle;
 pub mod template_form;
 
-pub use admin::{audit, audit_csv, tokens, AuditLine, TokenForm, TokenLine};
+pub use admin::{audit, audit_csv, tokens, users, AuditLine, TokenForm, TokenLine, UserLine};
 pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
 pub use lifecycle::{approval, Approval, LastTest, NextStep};
 pub use template_form::{template_form, templates, Preview, TemplateForm, TemplateLine};
@@ -182,6 +182,10 @@ pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
         (
             viewer.manages_tokens,
             "<a href=\"/dashboard/tokens\">Tokens</a>",
+        ),
+        (
+            viewer.manages_tokens,
+            "<a href=\"/dashboard/users\">Users</a>",
         ),
         (viewer.reads_audit, "<a href=\"/dashboard/audit\">Audit</a>"),
     ];

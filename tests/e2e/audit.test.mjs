@@ -235,3 +235,71 @@ test('the dashboard: an admin makes and revokes a token and reads the log; other
   });
   assert.equal(readerPost.status, 403);
 });
+
+test('users in the dashboard: an admin adds, re-roles and disables a person; roles stay within the giver\'s duties; nobody locks themself out', async () => {
+  const admin = await (await launchBrowser());
+  try {
+    const page = await (await admin.newContext()).newPage();
+    const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
+    await run(`${ROOT}/scripts/create-user.sh`, ['fay.admin@team.example', 'admin'], { env, cwd: ROOT });
+    const fayId = await signInByMail(page, w, mail, 'fay.admin@team.example');
+    await Promise.all([page.waitForURL(`${w.url}/dashboard/users`), page.click('header >> text=Users')]);
+    assert.equal(await page.locator('button[aria-label="Disable fay.admin@team.example"]').count(), 0, 'no button against oneself');
+
+    // A bad address is named beside the field; a good one adds the user as an analyst.
+    await page.fill('#email', 'not-an-address');
+    await page.evaluate(() => document.querySelector('#email').setAttribute('type', 'text'));
+    const [bad] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'), page.click('text=Add the user')]);
+    assert.equal(bad.status(), 400);
+    assert.ok((await page.textContent('#email-error')).length > 0);
+    await page.fill('#email', 'Eve.Analyst@Team.example');
+    await page.selectOption('#role', 'analyst');
+    await Promise.all([page.waitForURL(`${w.url}/dashboard/users`), page.click('text=Add the user')]);
+    const [{ id: eveId, role }] = await w.d1("SELECT id, role FROM users WHERE email = 'eve.analyst@team.example'");
+    assert.equal(role, 'analyst');
+
+    // Eve signs in with a mailed link, as an analyst; then her role changes under her.
+    const eve = await (await admin.newContext()).newPage();
+    await signInByMail(eve, w, mail, 'eve.analyst@team.example');
+    assert.match(await eve.textContent('header'), /eve\.analyst@team\.example · analyst/);
+    await page.selectOption('select[aria-label="Role of eve.analyst@team.example"]', 'author');
+    await Promise.all([page.waitForURL(`${w.url}/dashboard/users`), page.click('button[aria-label="Change the role of eve.analyst@team.example"]')]);
+    await eve.goto(`${w.url}/dashboard`);
+    assert.match(await eve.textContent('header'), /· author/);
+    // Disabled: her session ends at her next request.
+    await Promise.all([page.waitForURL(`${w.url}/dashboard/users`), page.click('button[aria-label="Disable eve.analyst@team.example"]')]);
+    await eve.goto(`${w.url}/dashboard/campaigns.csv`);
+    assert.equal(await eve.locator('#email').count(), 1, 'back at the sign-in page');
+
+    const log = await auditOf(`subject=user:${eveId}`);
+    assert.deepEqual(log.map((e) => [e.action, e.actor]).slice(0, 3), [
+      ['user.disabled', `user:${fayId}`], ['user.role_changed', `user:${fayId}`], ['user.signed_in', `user:${eveId}`],
+    ]);
+    assert.deepEqual(log[0].detail.changes, { disabled: [false, true] });
+    assert.deepEqual(log[1].detail.changes, { role: ['analyst', 'author'] });
+    assert.deepEqual(log.at(-1).detail.changes, { role: [null, 'analyst'] });
+
+    // Oneself: refused even when forced.
+    const cookie = (await page.context().cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
+    const self = await fetch(`${w.url}/dashboard/users/${fayId}/disable`, { method: 'POST', redirect: 'manual', headers: { cookie, origin: w.url, 'content-type': 'application/x-www-form-urlencoded' }, body: '' });
+    assert.equal(self.status, 409);
+    assert.equal((await w.d1(`SELECT disabled_at FROM users WHERE id = '${fayId}'`))[0].disabled_at, null);
+  } finally {
+    await admin.close();
+  }
+
+  // A token that manages access but holds only stats:read gives only the analyst role.
+  const made = await api(w, 'POST', '/v1/tokens', asAdmin({ body: { name: 'access desk', scopes: ['tokens:write', 'stats:read'] } }));
+  assert.equal(made.status, 201, made.text);
+  const desk = await dashboardCookie(w, made.json.token);
+  const listing = await (await fetch(`${w.url}/dashboard/users`, { headers: { cookie: desk } })).text();
+  assert.ok(listing.includes('<option value="analyst"') && !listing.includes('<option value="admin"'), 'only roles within its duties');
+  const escalate = await fetch(`${w.url}/dashboard/users`, {
+    method: 'POST', redirect: 'manual',
+    headers: { cookie: desk, origin: w.url, 'content-type': 'application/x-www-form-urlencoded' },
+    body: 'email=mallory%40team.example&role=admin',
+  });
+  assert.equal(escalate.status, 403);
+  assert.match(await escalate.text(), /you can only give roles whose duties you hold, not admin/);
+  assert.equal((await w.d1("SELECT COUNT(*) AS n FROM users WHERE email = 'mallory@team.example'"))[0].n, 0);
+});

@@ -45,6 +45,11 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
         }
         (["campaigns"], Method::Post) => campaign_save(req, env, None, now).await,
         (["templates"], Method::Post) => template_save(req, env, None, now).await,
+        (["users"], Method::Post) => super::users::form(req, env, None, now).await,
+        (["users", id, step @ ("role" | "disable" | "enable")], Method::Post) => {
+            let (id, step) = ((*id).to_owned(), *step);
+            super::users::form(req, env, Some((&id, step)), now).await
+        }
         (["templates", id, "edit"], Method::Post) => {
             let id = (*id).to_owned();
             template_save(req, env, Some(&id), now).await
@@ -120,6 +125,7 @@ async fn page_for(
             let rows = campaign_rows(env).await?;
             Ok(http::csv(page::campaigns_csv(&rows), "campaigns.csv"))
         }
+        ["users"] => super::users::page(env, session, None, 200).await,
         ["templates"] | ["templates", "new"] | ["templates", _, "edit"] => {
             template_page(env, rest, session).await
         }
@@ -496,7 +502,7 @@ async fn campaign_save(
 
 /// Who submits a dashboard form: it came from our own origin, its viewer is signed in and holds
 /// one of `scopes`; otherwise the answer (`403` page, or back to sign-in).
-async fn form_viewer(
+pub(super) async fn form_viewer(
     req: &Request,
     env: &Env,
     scopes: &[Scope],
@@ -593,7 +599,8 @@ async fn template_save(
     editing: Option<&str>,
     now: u64,
 ) -> ApiResult<Response> {
-    use super::templates::{preview_of, put_checked, PreviewInput, TemplateInput};
+    use super::templates::{preview_letter, put_checked, Letter, TemplateInput};
+    use epistola_sender::template::TemplateSource;
     let session = match form_viewer(&req, env, &[Scope::CampaignsWrite], "Template", now).await? {
         Ok(session) => session,
         Err(refused) => return Ok(refused),
@@ -636,17 +643,21 @@ async fn template_save(
         }
     };
     if field("do") == "preview" {
-        let input = PreviewInput {
+        // Exactly what is typed: an emptied text part is made from the HTML, as saving makes it.
+        let letter = Letter {
+            name: &form.name,
+            source: TemplateSource {
+                subject: form.subject.clone(),
+                html: form.html.clone(),
+                text: optional(&form.text),
+                sms: optional(&form.sms),
+            },
             contact: form.contact.clone(),
             site: form.site.clone(),
-            subject: Some(form.subject.clone()),
-            html: Some(form.html.clone()),
-            text: optional(&form.text),
-            sms: optional(&form.sms),
         };
         let base_url = http::public_base_url(&req, env)?;
-        let as_id = if form.id.is_empty() { "new" } else { &form.id };
-        let status = match preview_of(env, as_id, input, &base_url, now).await {
+        let previewed = preview_letter(env, letter, Default::default(), &base_url, now).await;
+        let status = match previewed {
             Ok(p) => {
                 let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
                 form.preview = Some(page::Preview {
@@ -721,7 +732,7 @@ async fn template_save(
 }
 
 /// A page the viewer's role does not open.
-fn not_yours(title: &str) -> Response {
+pub(super) fn not_yours(title: &str) -> Response {
     http::page(
         403,
         title,
@@ -730,7 +741,7 @@ fn not_yours(title: &str) -> Response {
 }
 
 /// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
-fn minute(at: i64) -> String {
+pub(super) fn minute(at: i64) -> String {
     let at = at.max(0) as u64;
     let day = utc_date(at).map(|d| d.0).unwrap_or_default();
     format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60)
@@ -925,7 +936,7 @@ async fn contact_page(
     Ok((query, None, lines, next))
 }
 
-fn see_other(location: &str, cookie: Option<&str>) -> Response {
+pub(super) fn see_other(location: &str, cookie: Option<&str>) -> Response {
     let mut resp = http::with_body(
         303,
         Vec::new(),
@@ -948,11 +959,11 @@ const USER_SESSION: &str = "user";
 const LINK_SECONDS: u64 = 15 * 60;
 
 /// A live dashboard session: who, and the scopes they hold.
-struct Session {
-    viewer: page::Viewer,
-    scopes: String,
+pub(super) struct Session {
+    pub(super) viewer: page::Viewer,
+    pub(super) scopes: String,
     /// How the audit log names them: `user:{id}` or `token:{id}`.
-    actor: String,
+    pub(super) actor: String,
 }
 
 /// Does the request carry a live session: a signed, unexpired session token whose user is still

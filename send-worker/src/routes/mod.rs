@@ -17,6 +17,7 @@ mod optin;
 mod start;
 mod templates;
 mod tokens;
+mod users;
 mod webhook_endpoints;
 
 pub async fn dispatch(req: Request, env: Env, now: u64) -> Response {

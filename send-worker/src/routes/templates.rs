@@ -194,6 +194,40 @@ pub async fn preview_of(
             .sms
             .or_else(|| stored.as_ref().and_then(|t| t.sms.clone())),
     };
+    let name = stored.as_ref().map_or(id, |t| t.name.as_str());
+    let letter = Letter {
+        name,
+        source,
+        contact: input.contact,
+        site: input.site,
+    };
+    preview_letter(env, letter, errors, base_url, now).await
+}
+
+/// A letter to preview: the template's name and parts, and whom and which site it is for.
+pub struct Letter<'a> {
+    pub name: &'a str,
+    pub source: TemplateSource,
+    /// Contact id or address.
+    pub contact: String,
+    pub site: String,
+}
+
+/// Composes `letter` for its contact (the editor passes exactly what is typed); `errors` already
+/// found are answered with any others.
+pub async fn preview_letter(
+    env: &Env,
+    letter: Letter<'_>,
+    mut errors: FieldErrors,
+    base_url: &str,
+    now: u64,
+) -> ApiResult<serde_json::Value> {
+    let Letter {
+        name,
+        source,
+        contact,
+        site: site_id,
+    } = letter;
     if errors.is_empty() {
         for problem in check(&source) {
             errors
@@ -201,7 +235,7 @@ pub async fn preview_of(
                 .or_insert(problem.message);
         }
     }
-    let key = normalize_email(&input.contact).unwrap_or(input.contact);
+    let key = normalize_email(&contact).unwrap_or(contact);
     let contact = store::contact_by_key(env, &key).await?;
     if contact.is_none() {
         errors.insert(
@@ -209,7 +243,7 @@ pub async fn preview_of(
             "no such contact (give an id or an address)".into(),
         );
     }
-    let site = store::get_site(env, &input.site).await?;
+    let site = store::get_site(env, &site_id).await?;
     if site.is_none() {
         errors.insert("site".into(), "no such site".into());
     }
@@ -222,7 +256,6 @@ pub async fn preview_of(
     let keys = Keyring::new(&[(255, &secret)]).map_err(|e| ApiError::internal("preview", e))?;
     let email = contact.email.clone().unwrap_or_default();
     let attributes = contact_attributes(&contact);
-    let name = stored.as_ref().map_or(id, |t| t.name.as_str());
     let context = LetterContext {
         contact: ContactContext {
             email: &email,
@@ -237,7 +270,7 @@ pub async fn preview_of(
     let composed = compose(
         &Campaign {
             id: "preview",
-            site: &input.site,
+            site: &site_id,
             template: &compiled,
             base_url,
             from_name: &site.name,

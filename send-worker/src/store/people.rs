@@ -115,3 +115,70 @@ pub async fn use_sign_in_link(env: &Env, id: &str, user_id: &str, now: u64) -> R
         .await?;
     Ok(changes(&results, 0) > 0)
 }
+
+/// A workspace user as the users page lists them.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserEntry {
+    pub id: String,
+    pub email: String,
+    pub role: String,
+    pub created_at: i64,
+    pub disabled_at: Option<i64>,
+}
+
+const USER_COLUMNS: &str = "id, email, role, created_at, disabled_at";
+
+/// Every user, active first, by address (a workspace has people, not thousands: at most 500).
+pub async fn list_users(env: &Env) -> Result<Vec<UserEntry>> {
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "SELECT {USER_COLUMNS} FROM users ORDER BY disabled_at IS NOT NULL, email LIMIT 500"
+        ))
+        .all()
+        .await?
+        .results()
+}
+
+/// The user with this id or address, active or not.
+pub async fn user_entry(env: &Env, id_or_email: &str) -> Result<Option<UserEntry>> {
+    env.d1(bindings::DB)?
+        .prepare(format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE id = ?1 OR email = ?1"
+        ))
+        .bind(&[text(id_or_email)])?
+        .first::<UserEntry>(None)
+        .await
+}
+
+/// Writes a user as `u` says (new, new role, disabled or enabled again) and its audit row, in
+/// one transaction.
+pub async fn save_user(
+    env: &Env,
+    u: &UserEntry,
+    action: &str,
+    detail: &serde_json::Value,
+    actor: &str,
+    now: u64,
+) -> Result<()> {
+    let db = env.d1(bindings::DB)?;
+    let disabled = u.disabled_at.map_or(wasm_bindgen::JsValue::NULL, int);
+    db.batch(vec![
+        db.prepare(
+            "INSERT INTO users (id, email, role, created_at, disabled_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+             ON CONFLICT (id) DO UPDATE SET role = excluded.role, disabled_at = excluded.disabled_at",
+        )
+        .bind(&[text(&u.id), text(&u.email), text(&u.role), int(u.created_at), disabled])?,
+        db.prepare(
+            "INSERT INTO audit_log (actor, action, subject, detail, at) VALUES (?1, ?2, 'user:' || ?3, ?4, ?5)",
+        )
+        .bind(&[
+            text(actor),
+            text(action),
+            text(&u.id),
+            text(&detail.to_string()),
+            int(now as i64),
+        ])?,
+    ])
+    .await?;
+    Ok(())
+}
