@@ -302,4 +302,12 @@ test('users in the dashboard: an admin adds, re-roles and disables a person; rol
   assert.equal(escalate.status, 403);
   assert.match(await escalate.text(), /you can only give roles whose duties you hold, not admin/);
   assert.equal((await w.d1("SELECT COUNT(*) AS n FROM users WHERE email = 'mallory@team.example'"))[0].n, 0);
+  // Nor can it disable (or re-role) someone whose duties it lacks.
+  const [{ id: fay }] = await w.d1("SELECT id FROM users WHERE email = 'fay.admin@team.example'");
+  const demote = await fetch(`${w.url}/dashboard/users/${fay}/disable`, {
+    method: 'POST', redirect: 'manual',
+    headers: { cookie: desk, origin: w.url, 'content-type': 'application/x-www-form-urlencoded' }, body: '',
+  });
+  assert.equal(demote.status, 403);
+  assert.equal((await w.d1(`SELECT disabled_at FROM users WHERE id = '${fay}'`))[0].disabled_at, null);
 });

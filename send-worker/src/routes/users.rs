@@ -122,13 +122,6 @@ pub async fn form(
                     .map_err(|e| refuse("form", e.to_string(), 500))?
                     .filter(|u| u.id == id)
                     .ok_or_else(|| refuse("form", "no such user".into(), 404))?;
-                if session.actor == format!("user:{}", user.id) {
-                    return Err(refuse(
-                        "form",
-                        "you cannot change your own access: ask another admin".into(),
-                        409,
-                    ));
-                }
                 let mut changed = user.clone();
                 let action = match step {
                     "role" => {
@@ -148,6 +141,27 @@ pub async fn form(
             }
         };
         let (before, after) = (&user.0, &user.1);
+        // Nobody changes their own access, nor that of someone holding duties they lack (a desk
+        // that only manages analysts cannot disable or demote an admin).
+        if action != "user.created" {
+            if session.actor == format!("user:{}", before.id) {
+                return Err(refuse(
+                    "form",
+                    "you cannot change your own access: ask another admin".into(),
+                    409,
+                ));
+            }
+            if !grantable(&session).contains(&before.role.as_str()) {
+                return Err(refuse(
+                    "form",
+                    format!(
+                        "{} is {}: a role with duties you do not hold",
+                        before.email, before.role
+                    ),
+                    403,
+                ));
+            }
+        }
         let mut changes = serde_json::Map::new();
         if before.role != after.role || action == "user.created" {
             let was = (action != "user.created").then(|| before.role.clone());
