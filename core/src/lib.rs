@@ -28,6 +28,7 @@ pub mod segment;
 pub mod sendkey;
 pub mod site;
 pub mod stats;
+pub mod suppression;
 pub mod text;
 pub mod token;
 pub mod track;

@@ -5,18 +5,26 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use epistola_core::contact::utc_date;
 use epistola_core::html::escape;
 use epistola_core::stats::{csv_field, CampaignStats, Revenue};
 
 pub mod admin;
 pub mod campaign_form;
 pub mod chart;
+pub mod contact_page;
 pub mod lifecycle;
+pub mod suppression_page;
 pub mod template_form;
 
 pub use admin::{audit, audit_csv, tokens, users, AuditLine, TokenForm, TokenLine, UserLine};
 pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
+pub use contact_page::{contact, contact_view, ContactForms, ContactView};
 pub use lifecycle::{approval, Approval, LastTest, NextStep};
+pub use suppression_page::{
+    suppressions, CountLine, ImportReport, ImportTyped, LiftLine, Lookup, SuppressionForms,
+    SuppressionLine, SuppressionsView,
+};
 pub use template_form::{template_form, templates, Preview, TemplateForm, TemplateLine};
 
 /// The session cookie: the API token itself, `HttpOnly` (no script reads it), `Secure`,
@@ -146,7 +154,8 @@ th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:firs
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
 button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
 input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
-.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}form.inline{display:inline;margin-left:.5rem}";
+.notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}form.inline{display:inline;margin-left:.5rem}\
+button.danger{background:#b00020;border-color:#b00020}";
 
 /// Where `with_viewer` puts what depends on who is signed in (pages are rendered without it).
 const VIEWER_SLOT: &str = "<!--viewer-->";
@@ -178,6 +187,10 @@ pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
         (
             viewer.reads_contacts,
             "<a href=\"/dashboard/contacts\">Contacts</a>",
+        ),
+        (
+            viewer.reads_contacts,
+            "<a href=\"/dashboard/suppressions\">Suppressions</a>",
         ),
         (
             viewer.manages_tokens,
@@ -221,6 +234,7 @@ pub fn contacts(
     error: Option<&str>,
     rows: &[ContactLine],
     next: Option<&str>,
+    notice: Option<&str>,
 ) -> String {
     let has_error = error.is_some();
     let described = if has_error {
@@ -236,7 +250,11 @@ pub fn contacts(
             )
         })
         .unwrap_or_default();
-    let mut body = format!(
+    let mut body = notice
+        .map(|n| format!("<p class=\"notice\" role=\"status\">{}</p>", escape(n)))
+        .unwrap_or_default();
+    let _ = write!(
+        body,
         "<form method=\"get\" action=\"/dashboard/contacts\" role=\"search\"><label for=\"query\">Search</label> \
 <input id=\"query\" name=\"query\" value=\"{}\" size=\"40\"{described} placeholder=\"olena tag:vip locale:uk\"> <button>Search</button>\
 {error}<p class=\"muted\">Words are found in the address and the name; <code>tag:vip</code> has the tag; \
@@ -256,7 +274,7 @@ pub fn contacts(
             .iter()
             .map(|c| {
                 vec![
-                    escape(&c.email),
+                    link(&format!("/dashboard/contacts/{}", path_id(&c.id)), &c.email),
                     escape(&c.name),
                     escape(&c.status),
                     escape(&c.tags.join(", ")),
@@ -279,6 +297,13 @@ pub fn contacts(
         );
     }
     layout("Contacts", &body)
+}
+
+/// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
+pub fn minute(at: i64) -> String {
+    let at = at.max(0) as u64;
+    let day = utc_date(at).map(|d| d.0).unwrap_or_default();
+    format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60)
 }
 
 /// A dashboard page: header with navigation and sign-out, then `body` (already escaped).
@@ -415,7 +440,6 @@ fn link(href: &str, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
 }
 
-/// Percent-encodes an id for a path segment (ids are URL-safe already; this keeps it so).
 /// A form's errors by field, as the page shows them: the message beside the field (`{field}-error`,
 /// announced), and the field's attributes pointing at it.
 pub(crate) struct Fields<'a>(pub &'a std::collections::BTreeMap<String, String>);
@@ -462,6 +486,7 @@ impl Fields<'_> {
     }
 }
 
+/// Percent-encodes an id for a path segment (ids are URL-safe already; this keeps it so).
 pub(crate) fn path_id(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
@@ -1042,11 +1067,17 @@ mod tests {
 
     #[test]
     fn contacts_page_states_search_errors_and_next_page() {
-        let none = contacts("", None, &[], None);
+        let none = contacts("", None, &[], None, None);
         assert!(none.contains("No contacts yet"));
-        let miss = contacts("tag:vip", None, &[], None);
+        let miss = contacts("tag:vip", None, &[], None, None);
         assert!(miss.contains("No contact matches") && miss.contains("value=\"tag:vip\""));
-        let bad = contacts("tag:", Some("tag:: a tag must not be empty"), &[], None);
+        let bad = contacts(
+            "tag:",
+            Some("tag:: a tag must not be empty"),
+            &[],
+            None,
+            None,
+        );
         assert!(
             bad.contains("aria-describedby=\"query-error\"") && bad.contains("id=\"query-error\"")
         );
@@ -1058,7 +1089,13 @@ mod tests {
             tags: vec!["vip".into(), "new".into()],
             added: "2026-12-04 05:00".into(),
         };
-        let page = contacts("city:\"New York\"", None, &[row], Some("1796371200:c_1"));
+        let page = contacts(
+            "city:\"New York\"",
+            None,
+            &[row],
+            Some("1796371200:c_1"),
+            None,
+        );
         assert!(page.contains("Ann &lt;b&gt;") && page.contains("vip, new"));
         assert!(
             page.contains(

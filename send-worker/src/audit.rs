@@ -12,6 +12,7 @@ use epistola_worker_kit::db::live_token;
 use serde_json::{json, Value};
 use worker::Env;
 
+use crate::http::ApiResult;
 use crate::store;
 
 /// A change under way: what it is, and the thing as it was.
@@ -86,4 +87,25 @@ pub async fn record_as(env: &Env, watch: Watch<'_>, actor: &str, status: u16, no
     {
         worker::console_error!("audit: {} not recorded: {e}", audited.action);
     }
+}
+
+/// Runs a dashboard form's change as `actor`, audited as the API call `method segments` it stands
+/// for: the snapshot before, the change (answering with its success status), the row after.
+pub async fn change_as<F>(
+    env: &Env,
+    method: &str,
+    segments: &[&str],
+    actor: &str,
+    now: u64,
+    change: F,
+) -> ApiResult<u16>
+where
+    F: std::future::Future<Output = ApiResult<u16>>,
+{
+    let watch = watch(env, method, segments).await;
+    let status = change.await?;
+    if let Some(w) = watch {
+        record_as(env, w, actor, status, now).await;
+    }
+    Ok(status)
 }

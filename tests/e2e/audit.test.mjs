@@ -7,11 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, signInByMail, ROOT } from './harness.mjs';
+import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, signInByMail, createUser } from './harness.mjs';
 
-const run = promisify(execFile);
 let w;
 let mail;
 before(async () => {
@@ -166,8 +163,7 @@ test('every change is logged before → after; above the threshold its last edit
 });
 
 test('the dashboard: an admin makes and revokes a token and reads the log; others cannot, nor can another site', async () => {
-  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
-  await run(`${ROOT}/scripts/create-user.sh`, ['dana.admin@team.example', 'admin'], { env, cwd: ROOT });
+  await createUser(w, 'dana.admin@team.example', 'admin');
   const browser = await launchBrowser();
   try {
     const context = await browser.newContext({ acceptDownloads: true });
@@ -240,8 +236,7 @@ test('users in the dashboard: an admin adds, re-roles and disables a person; rol
   const admin = await (await launchBrowser());
   try {
     const page = await (await admin.newContext()).newPage();
-    const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
-    await run(`${ROOT}/scripts/create-user.sh`, ['fay.admin@team.example', 'admin'], { env, cwd: ROOT });
+    await createUser(w, 'fay.admin@team.example', 'admin');
     const fayId = await signInByMail(page, w, mail, 'fay.admin@team.example');
     await Promise.all([page.waitForURL(`${w.url}/dashboard/users`), page.click('header >> text=Users')]);
     assert.equal(await page.locator('button[aria-label="Disable fay.admin@team.example"]').count(), 0, 'no button against oneself');

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { startSendingSystem, api, daytimeZone, visibleLinks, DEMO_SITE, TOKEN_VECTORS } from './harness.mjs';
+import { startSendingSystem, api, daytimeZone, visibleLinks, until, DEMO_SITE, TOKEN_VECTORS } from './harness.mjs';
 
 const ORIGIN = DEMO_SITE.allowed_origins[0];
 const IN_FORM = DEMO_SITE.consents.find((c) => c.in_form);
@@ -54,16 +54,6 @@ const linkIn = (text, path) => {
 const sendsOf = (address) => w.d1(
   `SELECT s.kind, s.status, s.reason FROM sends s JOIN contacts c ON c.id = s.contact_id WHERE c.email = '${address}' ORDER BY s.created_at, s.kind`,
 );
-async function until(what, check, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(250);
-  }
-}
-
 async function importContacts(contacts) {
   const r = await api(w, 'POST', '/v1/contacts/import', { ...as(w.tokens.marketer), body: { contacts } });
   assert.equal(r.status, 200, r.text);

@@ -386,6 +386,23 @@ export function zoneWhere(ok) {
 /** A zone where it is day now (10:00-19:59): no quiet hours. */
 export const daytimeZone = () => zoneWhere((h) => h >= 10 && h <= 19);
 
+/** Polls `check` until it returns something truthy (returned), or throws after `timeoutMs`. */
+export async function until(what, check, { timeoutMs = 30_000, everyMs = 300 } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await check();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** A workspace user made as an operator makes one: `scripts/create-user.sh EMAIL ROLE`. */
+export async function createUser(w, email, role) {
+  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
+  await run(`${ROOT}/scripts/create-user.sh`, [email, role], { env, cwd: ROOT });
+}
+
 /** Debian Chromium, headless, driven by playwright-core. */
 export async function launchBrowser() {
   const { chromium } = await import('playwright-core');

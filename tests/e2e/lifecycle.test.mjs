@@ -9,11 +9,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, signInByMail, ROOT } from './harness.mjs';
+import { startSendingSystem, launchBrowser, api, dashboardCookie, daytimeZone, signInByMail, createUser } from './harness.mjs';
 
-const run = promisify(execFile);
 let w;
 let mail;
 let browser;
@@ -51,9 +48,8 @@ test('author tests, the editor cannot approve, the approver approves with the nu
     body: { name: 'Spring sale', site: 'demo', template: 'spring-letter', purpose: 'newsletter', segment: { tag: 'spring' } },
   });
   assert.equal(put.status, 200, put.text);
-  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
-  await run(`${ROOT}/scripts/create-user.sh`, ['ada.author@team.example', 'author'], { env, cwd: ROOT });
-  await run(`${ROOT}/scripts/create-user.sh`, ['abe.approver@team.example', 'approver'], { env, cwd: ROOT });
+  await createUser(w, 'ada.author@team.example', 'author');
+  await createUser(w, 'abe.approver@team.example', 'approver');
   const campaignUrl = `${w.url}/dashboard/campaigns/spring-sale`;
 
   // The author: a test to the test list, from the campaign page; no way to approve.
@@ -171,8 +167,7 @@ test('the API: an approver token may cancel, a stats token may not; the approval
 });
 
 test('an author creates and edits a draft in the browser; errors sit beside their field and change nothing', async () => {
-  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
-  await run(`${ROOT}/scripts/create-user.sh`, ['cleo.author@team.example', 'author'], { env, cwd: ROOT });
+  await createUser(w, 'cleo.author@team.example', 'author');
   const page = await (await browser.newContext()).newPage();
   const cleoId = await signInByMail(page, w, mail, 'cleo.author@team.example');
   await Promise.all([page.waitForURL(`${w.url}/dashboard/campaigns/new`), page.click('text=New campaign')]);
@@ -242,8 +237,7 @@ test('an author creates and edits a draft in the browser; errors sit beside thei
 });
 
 test('an author writes a template in the browser: a preview as a real contact at two widths, errors by part and line, then saved', async () => {
-  const env = { ...process.env, EPISTOLA_PERSIST_TO: w.persist };
-  await run(`${ROOT}/scripts/create-user.sh`, ['dora.author@team.example', 'author'], { env, cwd: ROOT });
+  await createUser(w, 'dora.author@team.example', 'author');
   const page = await (await browser.newContext()).newPage();
   const doraId = await signInByMail(page, w, mail, 'dora.author@team.example');
   await Promise.all([page.waitForURL(`${w.url}/dashboard/templates`), page.click('header >> text=Templates')]);

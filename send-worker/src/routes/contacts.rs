@@ -9,6 +9,9 @@ use epistola_core::contact::{
     address_hash, validate_contact, ContactInput, ValidContact, MAX_IMPORT_ROWS,
 };
 use epistola_core::listing::parse_contact_search;
+use epistola_core::suppression::{
+    hash_rows, import_source, is_import_reason, HashedList, ImportFormat, MAX_LIST_ROWS,
+};
 use epistola_core::track::FieldErrors;
 use epistola_core::url::percent_decode;
 use epistola_worker_kit::auth::require_scope;
@@ -259,7 +262,12 @@ pub async fn get(req: &Request, env: &Env, id_or_email: &str) -> ApiResult<Respo
 pub async fn export(req: &Request, env: &Env, id_or_email: &str, now: u64) -> ApiResult<Response> {
     require_scope(req, env, Scope::ContactsRead).await?;
     let id = resolve(env, id_or_email).await?;
-    let data = store::contact_export(env, &id)
+    export_download(env, &id, now).await
+}
+
+/// The export of the contact with this id as a download (the API's and the dashboard's).
+pub async fn export_download(env: &Env, id: &str, now: u64) -> ApiResult<Response> {
+    let data = store::contact_export(env, id)
         .await?
         .ok_or_else(|| ApiError::new(404, "not_found", "no such contact"))?;
     let mut resp = http::json(
@@ -302,49 +310,42 @@ fn default_reason() -> String {
 pub async fn import_suppressions(mut req: Request, env: &Env, now: u64) -> ApiResult<Response> {
     require_scope(&req, env, Scope::ContactsWrite).await?;
     let body: SuppressionImport = read_json(&mut req, MAX_IMPORT_BYTES).await?;
-    let hashed = match body.format.as_str() {
-        "plain" => false,
-        "sha256" => true,
-        _ => return Err(ApiError::field("format", "must be plain or sha256")),
-    };
-    if !matches!(
-        body.reason.as_str(),
-        "imported" | "unsubscribed" | "bounced" | "complained"
-    ) {
-        return Err(ApiError::field(
-            "reason",
-            "must be imported, unsubscribed, bounced or complained",
-        ));
+    let format = ImportFormat::parse(&body.format)
+        .ok_or_else(|| ApiError::field("format", "must be plain or sha256"))?;
+    if !is_import_reason(&body.reason) {
+        return Err(ApiError::field("reason", REASONS_WORDS));
     }
-    if body.addresses.len() > 100_000 {
+    if body.addresses.len() > MAX_LIST_ROWS {
         return Err(ApiError::field("addresses", "at most 100000 per request"));
     }
-    let mut hashes = Vec::with_capacity(body.addresses.len());
-    let mut errors = Vec::new();
-    for (i, a) in body.addresses.iter().enumerate() {
-        let a = a.trim();
-        let hash = if hashed {
-            let h = a.to_ascii_lowercase();
-            (h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-                .then_some(h)
-                .ok_or("must be 64 hex characters")
-        } else {
-            normalize_email(a).map(|e| address_hash(&e))
-        };
-        match hash {
-            Ok(h) => hashes.push(h),
-            Err(e) => errors.push(json!({ "row": i + 1, "fields": { "address": e } })),
-        }
-    }
-    hashes.sort();
-    hashes.dedup();
-    let added =
-        store::import_address_suppressions(env, &hashes, &body.reason, body.source.as_deref(), now)
-            .await?;
+    let source = import_source(body.source.as_deref().unwrap_or_default())
+        .map_err(|why| ApiError::field("source", why))?;
+    let rows = body.addresses.iter().enumerate();
+    let HashedList { hashes, rejected } = hash_rows(rows.map(|(i, a)| (i + 1, a.as_str())), format);
+    let errors: Vec<_> = rejected
+        .iter()
+        .map(|(row, why)| json!({ "row": row, "fields": { "address": why } }))
+        .collect();
+    let added = store::import_address_suppressions(env, &hashes, &body.reason, source, now).await?;
     Ok(http::json(
         200,
         &json!({ "received": body.addresses.len(), "stored": added, "rejected": errors.len(), "errors": errors }),
     ))
+}
+
+/// The refusal of a reason no import may give.
+pub const REASONS_WORDS: &str = "must be imported, unsubscribed, bounced or complained";
+
+/// Why a suppression is lifted, as the ledger keeps it: 1-500 characters, no control characters.
+pub fn lift_reason(typed: &str) -> ApiResult<&str> {
+    let reason = typed.trim();
+    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
+        return Err(ApiError::field(
+            "reason",
+            "say why, in 1-500 characters without control characters",
+        ));
+    }
+    Ok(reason)
 }
 
 #[derive(Deserialize)]
@@ -367,13 +368,7 @@ pub async fn lift_suppression(
         .ok_or_else(|| ApiError::field("address", "is not a valid path segment"))?;
     let email = normalize_email(&address).map_err(|e| ApiError::field("address", e))?;
     let input: LiftInput = read_json(&mut req, MAX_CONTACT_BYTES).await?;
-    let reason = input.reason.trim();
-    if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control) {
-        return Err(ApiError::field(
-            "reason",
-            "say why, in 1-500 characters without control characters",
-        ));
-    }
+    let reason = lift_reason(&input.reason)?;
     match store::lift_suppression(env, &email, &address_hash(&email), reason, &actor, now).await? {
         Some(previous) => Ok(http::json(
             200,

@@ -8,7 +8,6 @@ use std::collections::{BTreeMap, HashMap};
 use epistola_core::auth::{has_scope, hash_api_token, Scope};
 use epistola_core::capture::normalize_email;
 use epistola_core::chain::step_stats_id;
-use epistola_core::contact::utc_date;
 use epistola_core::event::{SendJob, SignInJob};
 use epistola_core::ids::validate_id;
 use epistola_core::listing::{parse_contact_search, split_page};
@@ -21,6 +20,8 @@ use epistola_worker_kit::db::{
     campaign_rollups, enqueue, live_token, live_token_scopes_by_id, token_scopes,
 };
 use worker::{Env, Method, Request, Response};
+
+pub(super) use epistola_dashboard::minute;
 
 use super::listing;
 use crate::http::{self, ApiError, ApiResult};
@@ -46,6 +47,14 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
         (["campaigns"], Method::Post) => campaign_save(req, env, None, now).await,
         (["templates"], Method::Post) => template_save(req, env, None, now).await,
         (["users"], Method::Post) => super::users::form(req, env, None, now).await,
+        (["contacts", id, step @ ("test-list" | "lift" | "erase")], Method::Post) => {
+            let (id, step) = ((*id).to_owned(), *step);
+            super::contact_pages::form(req, env, &id, step, now).await
+        }
+        (["suppressions", step @ ("import" | "lift")], Method::Post) => {
+            let step = *step;
+            super::suppression_pages::form(req, env, step, now).await
+        }
         (["users", id, step @ ("role" | "disable" | "enable")], Method::Post) => {
             let (id, step) = ((*id).to_owned(), *step);
             super::users::form(req, env, Some((&id, step)), now).await
@@ -109,13 +118,22 @@ async fn page_for(
                 return Ok(not_yours("Contacts"));
             }
             let (query, error, rows, next) = contact_page(req, env).await?;
+            let url = req.inner().url();
+            let notice = (query_value(&url, "erased") == Some("1"))
+                .then_some("The contact was erased: everything that named them is gone.");
             Ok(html(page::contacts(
                 &query,
                 error.as_deref(),
                 &rows,
                 next.as_deref(),
+                notice,
             )))
         }
+        ["contacts", id] => {
+            super::contact_pages::page(env, id, session, Default::default(), 200).await
+        }
+        ["contacts", id, "export"] => super::contact_pages::export(env, id, session, now).await,
+        ["suppressions"] => super::suppression_pages::page(req, env, session).await,
         [] => {
             let rows = campaign_rows(env).await?;
             let can_create = has_scope(&session.scopes, Scope::CampaignsWrite);
@@ -286,7 +304,7 @@ fn campaign_id(segment: &str) -> ApiResult<String> {
 }
 
 /// An id from a dashboard path segment, percent-decoded and checked; errors name `field`.
-fn path_id_param(segment: &str, field: &str) -> ApiResult<String> {
+pub(super) fn path_id_param(segment: &str, field: &str) -> ApiResult<String> {
     let id = epistola_core::url::percent_decode(segment)
         .ok_or_else(|| ApiError::field(field, "is not a valid path segment"))?;
     validate_id(&id, false).map_err(|e| ApiError::field(field, e.to_string()))?;
@@ -330,38 +348,36 @@ async fn campaign_form(
     let form = http::read_form(&mut req, http::MAX_FORM_BYTES).await?;
     let base_url = http::public_base_url(&req, env)?;
     let segments = ["v1", "campaigns", id.as_str(), action];
-    let watch = crate::audit::watch(env, "POST", &segments).await;
-    let outcome = match action {
-        "test" => campaigns::send_test(env, &id, base_url, now)
-            .await
-            .map(|_| 202),
-        "approve" => match form_number(&form, "confirm_audience", "type the number in digits") {
-            Ok(confirm) => campaigns::approve_as(env, &id, &session.actor, confirm, now)
+    let step = async {
+        match action {
+            "test" => campaigns::send_test(env, &id, base_url, now)
                 .await
-                .map(|_| 200),
-            Err(e) => Err(e),
-        },
-        "schedule" => match form_number(&form, "minutes", "minutes from now, in digits") {
-            Ok(Some(m)) if !(0..=525_600).contains(&m) => {
-                Err(ApiError::field("minutes", "from 0 to 525600 (a year)"))
+                .map(|_| 202),
+            "approve" => {
+                match form_number(&form, "confirm_audience", "type the number in digits") {
+                    Ok(confirm) => campaigns::approve_as(env, &id, &session.actor, confirm, now)
+                        .await
+                        .map(|_| 200),
+                    Err(e) => Err(e),
+                }
             }
-            Ok(m) => {
-                let at = now + m.unwrap_or(0) as u64 * 60;
-                campaigns::schedule_at(env, &id, Some(at), base_url, now)
-                    .await
-                    .map(|_| 200)
-            }
-            Err(e) => Err(e),
-        },
-        _ => campaigns::cancel_now(env, &id, now).await.map(|_| 200),
-    };
-    match outcome {
-        Ok(status) => {
-            if let Some(w) = watch {
-                crate::audit::record_as(env, w, &session.actor, status, now).await;
-            }
-            Ok(see_other(&format!("/dashboard/campaigns/{id}"), None))
+            "schedule" => match form_number(&form, "minutes", "minutes from now, in digits") {
+                Ok(Some(m)) if !(0..=525_600).contains(&m) => {
+                    Err(ApiError::field("minutes", "from 0 to 525600 (a year)"))
+                }
+                Ok(m) => {
+                    let at = now + m.unwrap_or(0) as u64 * 60;
+                    campaigns::schedule_at(env, &id, Some(at), base_url, now)
+                        .await
+                        .map(|_| 200)
+                }
+                Err(e) => Err(e),
+            },
+            _ => campaigns::cancel_now(env, &id, now).await.map(|_| 200),
         }
+    };
+    match crate::audit::change_as(env, "POST", &segments, &session.actor, now, step).await {
+        Ok(_) => Ok(see_other(&format!("/dashboard/campaigns/{id}"), None)),
         Err(e) if e.status < 500 && e.status != 404 => {
             let why = match e.fields.iter().next() {
                 Some((f, p)) if f == "confirm_audience" => format!("The number {p}."),
@@ -475,17 +491,16 @@ async fn campaign_save(
         (None, None) => {}
     }
     let segments = ["v1", "campaigns", form.id.as_str()];
-    let watch = crate::audit::watch(env, "PUT", &segments).await;
-    match super::campaigns::put_as(env, &form.id, &input, &session.actor, now).await {
-        Ok(()) => {
-            if let Some(w) = watch {
-                crate::audit::record_as(env, w, &session.actor, 200, now).await;
-            }
-            Ok(see_other(
-                &format!("/dashboard/campaigns/{}", form.id),
-                None,
-            ))
-        }
+    let put = async {
+        super::campaigns::put_as(env, &form.id, &input, &session.actor, now)
+            .await
+            .map(|()| 200)
+    };
+    match crate::audit::change_as(env, "PUT", &segments, &session.actor, now, put).await {
+        Ok(_) => Ok(see_other(
+            &format!("/dashboard/campaigns/{}", form.id),
+            None,
+        )),
         Err(e) if e.status < 500 => {
             if e.fields.is_empty() {
                 form.errors.insert("form".into(), e.message.clone());
@@ -715,14 +730,9 @@ async fn template_save(
         audience,
     };
     let segments = ["v1", "templates", form.id.as_str()];
-    let watch = crate::audit::watch(env, "PUT", &segments).await;
-    match put_checked(env, &form.id, input, now).await {
-        Ok(_) => {
-            if let Some(w) = watch {
-                crate::audit::record_as(env, w, &session.actor, 200, now).await;
-            }
-            Ok(see_other("/dashboard/templates", None))
-        }
+    let put = async { put_checked(env, &form.id, input, now).await.map(|_| 200) };
+    match crate::audit::change_as(env, "PUT", &segments, &session.actor, now, put).await {
+        Ok(_) => Ok(see_other("/dashboard/templates", None)),
         Err(e) if e.status < 500 => {
             beside(&mut form, &e);
             template_form_page(env, &session, &form, e.status).await
@@ -738,13 +748,6 @@ pub(super) fn not_yours(title: &str) -> Response {
         title,
         "<p>Your role does not open this page. <a href=\"/dashboard\">Back to the campaigns</a></p>",
     )
-}
-
-/// `YYYY-MM-DD HH:MM` (UTC) of unix seconds.
-pub(super) fn minute(at: i64) -> String {
-    let at = at.max(0) as u64;
-    let day = utc_date(at).map(|d| d.0).unwrap_or_default();
-    format!("{day} {:02}:{:02}", at % 86_400 / 3600, at % 3600 / 60)
 }
 
 /// The tokens page with the form's outcome; only scopes the viewer holds are offered.

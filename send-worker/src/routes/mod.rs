@@ -9,12 +9,14 @@ use crate::http::{self, ApiError, ApiResult};
 
 mod campaigns;
 mod chains;
+mod contact_pages;
 mod contacts;
 mod dashboard;
 mod listing;
 mod mailgun_feedback;
 mod optin;
 mod start;
+mod suppression_pages;
 mod templates;
 mod tokens;
 mod users;

@@ -2,7 +2,7 @@
 //! statement writes hundreds of rows; D1 binds at most 100 parameters), the record, export and
 //! erase, imported suppression lists and the audited lift of a suppression.
 
-use epistola_worker_kit::db::{int, opt_text, text};
+use epistola_worker_kit::db::{int, text};
 use serde::Deserialize;
 use worker::{Env, Result};
 
@@ -73,7 +73,8 @@ pub async fn contact_id_by_email(env: &Env, email: &str) -> Result<Option<String
         .await
 }
 
-/// Everything stored about one contact: the row, tags, ledger, messages and suppression.
+/// Everything stored about one contact: the row, tags, ledger, messages and suppression (its
+/// own, or its address's on an imported list).
 pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Value>> {
     let db = env.d1(bindings::DB)?;
     let results = db
@@ -119,11 +120,44 @@ pub async fn contact_record(env: &Env, id: &str) -> Result<Option<serde_json::Va
         .collect();
     contact["consent_ledger"] = rows(2)?.into();
     contact["messages"] = rows(3)?.into();
-    contact["suppression"] = rows(4)?
-        .into_iter()
-        .next()
-        .unwrap_or(serde_json::Value::Null);
+    contact["suppression"] = match rows(4)?.into_iter().next() {
+        Some(own) => own,
+        // An imported list (or an erased earlier contact) may suppress the address by its hash.
+        None => {
+            let email = contact["email"].as_str().unwrap_or_default();
+            db.prepare(
+                "SELECT reason, source, created_at FROM address_suppressions WHERE address_hash = ?1",
+            )
+            .bind(&[text(&epistola_core::contact::address_hash(email))])?
+            .first::<serde_json::Value>(None)
+            .await?
+            .unwrap_or(serde_json::Value::Null)
+        }
+    };
     Ok(Some(contact))
+}
+
+/// Puts the contact on the test list or takes it off, with its audit row, in one transaction.
+/// Returns false if nothing changed (no such contact, or it was so already: no row either).
+pub async fn set_test_list(env: &Env, id: &str, on: bool, actor: &str, now: u64) -> Result<bool> {
+    let db = env.d1(bindings::DB)?;
+    let args = [text(id), int(i64::from(on)), int(now as i64), text(actor)];
+    let results = db
+        .batch(vec![
+            db.prepare(
+                "UPDATE contacts SET test_list = ?2, updated_at = ?3 WHERE id = ?1 AND test_list <> ?2",
+            )
+            .bind(&args[..3])?,
+            db.prepare(
+                "INSERT INTO audit_log (actor, action, subject, detail, at) \
+                 SELECT ?4, 'contact.test_list', ?1, json_object('status', 200, 'changes', \
+                 json_object('test_list', json_array(json(CASE ?2 WHEN 1 THEN 'false' ELSE 'true' END), \
+                 json(CASE ?2 WHEN 1 THEN 'true' ELSE 'false' END)))), ?3 WHERE changes() > 0",
+            )
+            .bind(&args)?,
+        ])
+        .await?;
+    Ok(epistola_worker_kit::db::changes(&results, 0) > 0)
 }
 
 /// GDPR erasure, in one transaction: everything that names the person goes — the row, tags,
@@ -195,41 +229,6 @@ pub async fn erase_contact(env: &Env, id: &str) -> Result<bool> {
         .and_then(|m| m.changes)
         .unwrap_or(0);
     Ok(deleted > 0)
-}
-
-/// Stores address hashes of an imported suppression list; returns how many were new.
-pub async fn import_address_suppressions(
-    env: &Env,
-    hashes: &[String],
-    reason: &str,
-    source: Option<&str>,
-    now: u64,
-) -> Result<u64> {
-    let db = env.d1(bindings::DB)?;
-    let mut statements = Vec::new();
-    for chunk in hashes.chunks(BULK_ROWS * 4) {
-        statements.push(
-            db.prepare(
-                "INSERT INTO address_suppressions (address_hash, reason, source, created_at) \
-                 SELECT value, ?2, ?3, ?4 FROM json_each(?1) WHERE true ON CONFLICT DO NOTHING",
-            )
-            .bind(&[
-                text(&serde_json::to_string(chunk)?),
-                text(reason),
-                opt_text(source),
-                int(now as i64),
-            ])?,
-        );
-    }
-    if statements.is_empty() {
-        return Ok(0);
-    }
-    let results = db.batch(statements).await?;
-    Ok(results
-        .iter()
-        .filter_map(|r| r.meta().ok().flatten().and_then(|m| m.changes))
-        .map(|c| c as u64)
-        .sum())
 }
 
 /// One contact as segment rules and chain conditions see it.
@@ -376,55 +375,4 @@ pub async fn contact_export(env: &Env, id: &str) -> Result<Option<serde_json::Va
         .next()
         .unwrap_or(serde_json::Value::Null);
     Ok(Some(record))
-}
-
-/// Lifts the suppression of an address (its contact's own, and any imported one by hash), and
-/// records it in the suppression ledger, in one transaction. Returns the reason it had been
-/// suppressed for, or `None` if it was not suppressed (nothing written).
-pub async fn lift_suppression(
-    env: &Env,
-    email: &str,
-    hash: &str,
-    reason: &str,
-    actor: &str,
-    now: u64,
-) -> Result<Option<String>> {
-    let db = env.d1(bindings::DB)?;
-    let suppressed = "(SELECT s.reason FROM suppressions s JOIN contacts k ON k.id = s.contact_id WHERE k.email = ?1 \
-                      UNION ALL SELECT reason FROM address_suppressions WHERE address_hash = ?2 LIMIT 1)";
-    let args = [
-        text(email),
-        text(hash),
-        text(reason),
-        text(actor),
-        int(now as i64),
-    ];
-    let results = db
-        .batch(vec![
-            db.prepare(format!(
-                "INSERT INTO suppression_ledger (address_hash, contact_id, action, reason, previous_reason, actor, at) \
-                 SELECT ?2, (SELECT id FROM contacts WHERE email = ?1), 'lifted', ?3, {suppressed}, ?4, ?5 \
-                 WHERE {suppressed} IS NOT NULL RETURNING previous_reason"
-            ))
-            .bind(&args)?,
-            db.prepare(
-                "DELETE FROM suppressions WHERE contact_id = (SELECT id FROM contacts WHERE email = ?1)",
-            )
-            .bind(&args[..1])?,
-            db.prepare("DELETE FROM address_suppressions WHERE address_hash = ?1")
-                .bind(&args[1..2])?,
-        ])
-        .await?;
-    #[derive(Deserialize)]
-    struct Row {
-        previous_reason: String,
-    }
-    Ok(match results.first() {
-        Some(r) => r
-            .results::<Row>()?
-            .into_iter()
-            .next()
-            .map(|r| r.previous_reason),
-        None => None,
-    })
 }

@@ -22,6 +22,7 @@ mod lists;
 mod optin;
 mod people;
 mod sends;
+mod suppressions;
 mod webhook_outbox;
 
 pub use audit::*;
@@ -35,6 +36,7 @@ pub use lists::*;
 pub use optin::*;
 pub use people::*;
 pub use sends::*;
+pub use suppressions::*;
 pub use webhook_outbox::*;
 
 /// One text column of every row a query returns.
