@@ -14,6 +14,7 @@ pub mod campaign_form;
 pub mod chart;
 pub mod contact_page;
 pub mod lifecycle;
+pub mod settings_page;
 pub mod suppression_page;
 pub mod template_form;
 
@@ -21,6 +22,7 @@ pub use admin::{audit, audit_csv, tokens, users, AuditLine, TokenForm, TokenLine
 pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
 pub use contact_page::{contact, contact_view, ContactForms, ContactView};
 pub use lifecycle::{approval, Approval, LastTest, NextStep};
+pub use settings_page::{settings, PausedLine, TestLetterForm};
 pub use suppression_page::{
     suppressions, CountLine, ImportReport, ImportTyped, LiftLine, Lookup, SuppressionForms,
     SuppressionLine, SuppressionsView,
@@ -201,6 +203,10 @@ pub fn with_viewer(document: &str, viewer: &Viewer) -> String {
             "<a href=\"/dashboard/users\">Users</a>",
         ),
         (viewer.reads_audit, "<a href=\"/dashboard/audit\">Audit</a>"),
+        (
+            viewer.manages_tokens,
+            "<a href=\"/dashboard/settings\">Settings</a>",
+        ),
     ];
     let links: String = pages
         .iter()

@@ -237,3 +237,40 @@ async fn open(env: &Env, helo_name: &str) -> Result<Session<WorkerSocket>, SmtpE
         .map_err(|e| SmtpError::Io(std::io::Error::other(e.to_string())))?;
     Session::open(WorkerSocket(socket), &t.config).await
 }
+
+/// The configured e-mail transport as the settings page shows it: `(what, value)`, never a
+/// password or key (only whether one is set).
+pub fn describe(env: &Env) -> Vec<(&'static str, String)> {
+    let set = |name: &str| {
+        if config::text(env, name).is_some() {
+            "set".to_owned()
+        } else {
+            "not set".to_owned()
+        }
+    };
+    let var = |name: &str| config::text(env, name).unwrap_or_else(|| "not set".to_owned());
+    if config::text(env, EMAIL_TRANSPORT).as_deref() == Some("mailgun") {
+        return vec![
+            ("Transport", "Mailgun (HTTP API)".to_owned()),
+            (
+                "API",
+                config::text(env, MAILGUN_API_URL)
+                    .unwrap_or_else(|| "https://api.mailgun.net".into()),
+            ),
+            ("Domain", var(MAILGUN_DOMAIN)),
+            ("API key", set(MAILGUN_API_KEY)),
+        ];
+    }
+    let starttls = match config::text(env, bindings::SMTP_STARTTLS).as_deref() {
+        Some("off") => "off (plain connection)",
+        _ => "required",
+    };
+    vec![
+        ("Transport", "SMTP relay".to_owned()),
+        ("Host", var(bindings::SMTP_HOST)),
+        ("Port", var(bindings::SMTP_PORT)),
+        ("STARTTLS", starttls.to_owned()),
+        ("Login", var(bindings::SMTP_USERNAME)),
+        ("Password", set(bindings::SMTP_PASSWORD)),
+    ]
+}

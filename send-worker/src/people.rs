@@ -4,9 +4,9 @@
 
 use epistola_core::event::SignInJob;
 use epistola_core::token::Purpose;
-use epistola_sender::letter;
+use epistola_sender::letter::{self, Letter};
 use epistola_sender::mime::{build_message, Outgoing};
-use epistola_sender::smtp::Envelope;
+use epistola_sender::smtp::{Envelope, SmtpError};
 use worker::Env;
 
 use crate::jobs::{JobError, JobOutcome, JobResult};
@@ -42,39 +42,16 @@ pub async fn send_sign_in_link(env: &Env, job: &SignInJob, now: u64) -> JobResul
         left as u32,
     )
     .ok_or_else(|| JobError::Transient("no signing key".into()))?;
-    let host = host_of(&job.base_url);
     let url = format!(
         "{}/dashboard/sign-in/{token}",
         job.base_url.trim_end_matches('/')
     );
-    let from = config::text(env, WORKSPACE_FROM).unwrap_or_else(|| format!("workspace@{host}"));
     let letter = letter::sign_in(&url, (left as u32).div_ceil(60));
-    let mime = build_message(&Outgoing {
-        from_name: "Epistola",
-        from: &from,
-        to: &user.email,
-        letter: &letter,
-        message_id: &format!("{}@{host}", link.id),
-        date: now as i64,
-        headers: &[],
-    });
     if !store::claim_sign_in_letter(env, &link.id, now).await? {
         return Ok(JobOutcome::Done); // a redelivery: the letter went (or is going) already
     }
-    let mut mailer = Mailer::default();
-    let sent = mailer
-        .deliver(
-            env,
-            host,
-            &Envelope {
-                from: &from,
-                to: &user.email,
-            },
-            &mime,
-            None,
-        )
-        .await;
-    mailer.finish().await;
+    let sent =
+        deliver_workspace_letter(env, &job.base_url, &user.email, &letter, &link.id, now).await;
     match sent {
         Ok(()) => Ok(JobOutcome::Done),
         // A link to an address that bounces cannot be helped by retrying; anything else can.
@@ -84,4 +61,38 @@ pub async fn send_sign_in_link(env: &Env, job: &SignInJob, now: u64) -> JobResul
             Err(JobError::Transient(format!("sign-in link: {e}")))
         }
     }
+}
+
+/// The address workspace letters come from.
+pub fn workspace_from(env: &Env, base_url: &str) -> String {
+    config::text(env, WORKSPACE_FROM).unwrap_or_else(|| format!("workspace@{}", host_of(base_url)))
+}
+
+/// Mails one workspace letter (`id`: unique, for its Message-ID) through the configured
+/// transport, on its own connection, and says what the transport answered.
+pub async fn deliver_workspace_letter(
+    env: &Env,
+    base_url: &str,
+    to: &str,
+    letter: &Letter,
+    id: &str,
+    now: u64,
+) -> Result<(), SmtpError> {
+    let host = host_of(base_url);
+    let from = workspace_from(env, base_url);
+    let mime = build_message(&Outgoing {
+        from_name: "Epistola",
+        from: &from,
+        to,
+        letter,
+        message_id: &format!("{id}@{host}"),
+        date: now as i64,
+        headers: &[],
+    });
+    let mut mailer = Mailer::default();
+    let sent = mailer
+        .deliver(env, host, &Envelope { from: &from, to }, &mime, None)
+        .await;
+    mailer.finish().await;
+    sent
 }

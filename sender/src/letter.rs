@@ -144,6 +144,27 @@ pub fn sign_in(sign_in_url: &str, minutes: u32) -> Letter {
     }
 }
 
+/// The settings page's test letter: proof that the configured transport delivers, sent at an
+/// admin's request (`asked_by`: who, as the workspace names them).
+pub fn transport_test(workspace_url: &str, asked_by: &str) -> Letter {
+    let text = format!(
+        "This is a test letter from the Epistola workspace at {workspace_url}, sent at the request of {asked_by}.\n\n\
+         It reached you, so the mail transport works. Nothing needs doing.\n"
+    );
+    let html = format!(
+        "<!doctype html><html><body style=\"font-family:sans-serif\"><h1>The mail transport works</h1>\
+         <p>This is a test letter from the Epistola workspace at {}, sent at the request of {}.</p>\
+         <p style=\"color:#666\">Nothing needs doing.</p></body></html>",
+        escape_html(workspace_url),
+        escape_html(asked_by)
+    );
+    Letter {
+        subject: "Epistola test letter: the mail transport works".into(),
+        text,
+        html,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

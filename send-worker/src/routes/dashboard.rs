@@ -51,6 +51,9 @@ pub async fn dispatch(req: Request, env: &Env, rest: &[&str], now: u64) -> Respo
             let (id, step) = ((*id).to_owned(), *step);
             super::contact_pages::form(req, env, &id, step, now).await
         }
+        (["settings", "test-letter"], Method::Post) => {
+            super::settings_pages::test_letter(req, env, now).await
+        }
         (["suppressions", step @ ("import" | "lift")], Method::Post) => {
             let step = *step;
             super::suppression_pages::form(req, env, step, now).await
@@ -134,6 +137,7 @@ async fn page_for(
         }
         ["contacts", id, "export"] => super::contact_pages::export(env, id, session, now).await,
         ["suppressions"] => super::suppression_pages::page(req, env, session).await,
+        ["settings"] => super::settings_pages::page(req, env, session).await,
         [] => {
             let rows = campaign_rows(env).await?;
             let can_create = has_scope(&session.scopes, Scope::CampaignsWrite);

@@ -15,6 +15,7 @@ mod dashboard;
 mod listing;
 mod mailgun_feedback;
 mod optin;
+mod settings_pages;
 mod start;
 mod suppression_pages;
 mod templates;

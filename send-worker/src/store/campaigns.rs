@@ -428,3 +428,29 @@ pub async fn resume_sending(env: &Env, what: Paused<'_>) -> Result<()> {
         .await?;
     Ok(())
 }
+
+/// A campaign or chain paused by a transport failure, as the settings page lists it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PausedRow {
+    /// `campaign` or `chain`.
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    pub reason: String,
+    pub at: i64,
+}
+
+/// What sending is paused now (the transport's last failures), newest first, at most `limit`.
+pub async fn paused_sending(env: &Env, limit: usize) -> Result<Vec<PausedRow>> {
+    env.d1(bindings::DB)?
+        .prepare(
+            "SELECT 'campaign' AS kind, id, name, paused_reason AS reason, paused_at AS at FROM campaigns \
+             WHERE paused_reason IS NOT NULL \
+             UNION ALL SELECT 'chain', id, name, paused_reason, paused_at FROM chains WHERE paused_reason IS NOT NULL \
+             ORDER BY at DESC LIMIT ?1",
+        )
+        .bind(&[int(limit as i64)])?
+        .all()
+        .await?
+        .results()
+}
