@@ -22,7 +22,7 @@ pub use admin::{audit, audit_csv, tokens, users, AuditLine, TokenForm, TokenLine
 pub use campaign_form::{campaign_form, Audience, CampaignForm, Choices};
 pub use contact_page::{contact, contact_view, ContactForms, ContactView};
 pub use lifecycle::{approval, Approval, LastTest, NextStep};
-pub use settings_page::{settings, PausedLine, TestLetterForm};
+pub use settings_page::{settings, EndpointLine, PausedLine, TestLetterForm};
 pub use suppression_page::{
     suppressions, CountLine, ImportReport, ImportTyped, LiftLine, Lookup, SuppressionForms,
     SuppressionLine, SuppressionsView,

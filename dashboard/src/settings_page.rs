@@ -21,6 +21,18 @@ pub struct PausedLine {
     pub since: String,
 }
 
+/// An outgoing webhook endpoint (its secret is never shown after creation).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointLine {
+    pub url: String,
+    /// The event types it gets, joined (`*` for all).
+    pub events: String,
+    /// `active` or `disabled`.
+    pub status: String,
+    /// Deliveries by status, e.g. `delivered 3 · pending 1`.
+    pub deliveries: String,
+}
+
 /// The test letter's form: the address typed, its error, and what the last test did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TestLetterForm {
@@ -35,6 +47,7 @@ pub fn settings(
     transport: &[(&str, String)],
     workspace_from: &str,
     paused: &[PausedLine],
+    endpoints: &[EndpointLine],
     form: &TestLetterForm,
 ) -> String {
     let fields = Fields(&form.errors);
@@ -83,6 +96,28 @@ Workspace letters (sign-in links, this test) come from {}.</p>",
         body.push_str("<p class=\"muted\">Their letters wait, none lost; the first delivery that works resumes them.</p>");
     }
 
+    body.push_str("<h2>Webhook endpoints</h2>");
+    if endpoints.is_empty() {
+        body.push_str("<p class=\"notice\">None: no other system hears of opens, clicks or sign-ups. <code>POST /v1/webhook-endpoints</code> adds one (its signing secret is shown once).</p>");
+    } else {
+        let lines: Vec<Vec<String>> = endpoints
+            .iter()
+            .map(|e| {
+                vec![
+                    escape(&e.url),
+                    escape(&e.events),
+                    escape(&e.status),
+                    escape(&e.deliveries),
+                ]
+            })
+            .collect();
+        body.push_str(&table(
+            &["URL", "Events", "Status", "Deliveries"],
+            &lines,
+            None,
+        ));
+    }
+
     body.push_str("<h2 id=\"test-letter\">Send a test letter</h2>");
     if let Some(n) = &form.notice {
         let _ = write!(
@@ -127,6 +162,12 @@ mod tests {
                 reason: "permanent failure 535 at Auth".into(),
                 since: "2026-12-01 10:00".into(),
             }],
+            &[EndpointLine {
+                url: "https://crm.example/hooks?a=1&b=2".into(),
+                events: "email.opened, email.clicked".into(),
+                status: "active".into(),
+                deliveries: "delivered 3".into(),
+            }],
             &TestLetterForm {
                 to: "ops@shop.example".into(),
                 errors,
@@ -139,7 +180,9 @@ mod tests {
         );
         assert!(page.contains("id=\"to-error\""));
         assert!(page.contains("value=\"ops@shop.example\""));
-        let calm = settings(&[], "w@x.example", &[], &TestLetterForm::default());
+        assert!(page.contains("<td>https://crm.example/hooks?a=1&amp;b=2</td>"));
+        let calm = settings(&[], "w@x.example", &[], &[], &TestLetterForm::default());
         assert!(calm.contains("Nothing is paused"));
+        assert!(calm.contains("POST /v1/webhook-endpoints"));
     }
 }

@@ -21,6 +21,8 @@ test('an admin sees the transport and sends a test letter that arrives; authors 
   const { w, mail } = await startSendingSystem();
   const browser = await launchBrowser();
   try {
+    const hook = await api(w, 'POST', '/v1/webhook-endpoints', { token: w.tokens.hooks, body: { url: 'https://crm.shop.example/epistola-hooks', events: ['email.opened', 'email.clicked'] } });
+    assert.equal(hook.status, 201, hook.text);
     await createUser(w, 'ada.ops@team.example', 'admin');
     await createUser(w, 'ola.author@team.example', 'author');
     const context = await browser.newContext();
@@ -30,6 +32,9 @@ test('an admin sees the transport and sends a test letter that arrives; authors 
     const facts = Object.fromEntries(await page.$$eval('h2:has-text("Mail transport") + .wrap tbody tr', (rows) => rows.map((r) => r.innerText.split('\t'))));
     assert.deepEqual(facts, { Transport: 'SMTP relay', Host: '127.0.0.1', Port: String(mail.smtpPort), STARTTLS: 'off (plain connection)', Login: 'not set', Password: 'not set' });
     assert.match(await page.textContent('main'), /Nothing is paused/);
+    const hooks = await page.$$eval('h2:has-text("Webhook endpoints") + .wrap tbody tr', (rows) => rows.map((r) => r.innerText.split('\t')));
+    assert.deepEqual(hooks, [['https://crm.shop.example/epistola-hooks', 'email.opened, email.clicked', 'active', 'none yet']]);
+    assert.ok(!(await page.content()).includes(hook.json.secret), 'the signing secret is never shown again');
     assert.equal(await page.inputValue('#to'), 'ada.ops@team.example', 'her own address to start with');
 
     await page.fill('#to', 'Ops.Inbox@Team.example');

@@ -1,5 +1,5 @@
 //! `/dashboard/settings`: the mail transport as configured, what a transport failure has paused,
-//! and `POST /dashboard/settings/test-letter`, which mails a test letter through the transport
+//! the outgoing webhook endpoints with their deliveries, and `POST /dashboard/settings/test-letter`, which mails a test letter through the transport
 //! while the admin waits and shows what the relay or provider answered. For `tokens:write` (who
 //! runs the workspace); each test is in the audit log.
 
@@ -38,8 +38,28 @@ async fn render(
             since: minute(p.at),
         })
         .collect();
+    let mut endpoints = Vec::new();
+    for e in store::list_endpoints(env).await? {
+        let counts = store::endpoint_delivery_counts(env, &e.id).await?;
+        let deliveries = counts
+            .iter()
+            .map(|(status, n)| format!("{status} {n}"))
+            .collect::<Vec<_>>()
+            .join(" · ");
+        let events: Vec<String> = serde_json::from_slice(e.events.as_bytes()).unwrap_or_default();
+        endpoints.push(page::EndpointLine {
+            url: e.url,
+            events: events.join(", "),
+            status: e.status,
+            deliveries: if deliveries.is_empty() {
+                "none yet".to_owned()
+            } else {
+                deliveries
+            },
+        });
+    }
     let from = workspace_from(env, &http::public_base_url(req, env)?);
-    let document = page::settings(&mailer::describe(env), &from, &paused, form);
+    let document = page::settings(&mailer::describe(env), &from, &paused, &endpoints, form);
     Ok(http::html_document(
         status,
         page::with_viewer(&document, &session.viewer),
