@@ -155,7 +155,7 @@ th,td{border-bottom:1px solid #ddd;padding:.35rem .5rem;text-align:right}th:firs
 .wrap{overflow-x:auto}.chart,.funnel{width:100%;max-width:640px;height:auto;background:#fff}\
 .two{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}\
 button{font:inherit;padding:.4rem .9rem;border-radius:.3rem;border:1px solid #333;background:#222;color:#fff}\
-input,select{font:inherit;padding:.35rem}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
+input,select,textarea{font:inherit;padding:.35rem;max-width:100%;box-sizing:border-box}.err{color:#b00020}.legend span{margin-right:1rem}.muted{color:#595959}\
 .notice{background:#fff4d6;border-left:4px solid #b7791f;padding:.6rem .8rem}.who{opacity:.9}form.inline{display:inline;margin-left:.5rem}\
 button.danger{background:#b00020;border-color:#b00020}";
 

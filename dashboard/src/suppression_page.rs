@@ -367,7 +367,7 @@ pub fn suppressions(view: &SuppressionsView, forms: &SuppressionForms) -> String
 
     body.push_str("<h2>Newest of ours</h2>");
     if view.recent.is_empty() {
-        body.push_str("<p class=\"notice\">None on this page.</p>");
+        body.push_str("<p class=\"notice\">None of ours: nobody has unsubscribed, bounced or complained yet.</p>");
     } else {
         let lines: Vec<Vec<String>> = view
             .recent
